@@ -1,0 +1,3 @@
+"""analysis."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""sweep."""
+
+from __future__ import annotations
