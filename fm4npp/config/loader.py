@@ -1,0 +1,174 @@
+"""Strict YAML → frozen dataclass loading.
+
+Precedence: dataclass defaults, then the file, then ``--set a.b=v`` overrides (:func:`apply_overrides`).
+Unknown keys, wrong types and missing required keys raise :class:`ConfigError` naming the file, the key
+path and the allowed keys or values (with a did-you-mean hint). Nothing is ever silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from fm4npp.errors import ConfigError, allowed_list, did_you_mean
+
+T = TypeVar("T")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file, a parse error or a non-mapping is a ConfigError."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_dataclass(cls: type[T], data: Any, source: str, key: str = "") -> T:
+    """Build ``cls`` from ``data`` strictly. ``source`` (a file name) and ``key`` prefix every error."""
+    return typing.cast(T, _convert(cls, data, source, key))
+
+
+def _where(source: str, key: str) -> str:
+    return f"{source}: {key}" if key else source
+
+
+def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _convert_dataclass(tp, value, source, key)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            hint = did_you_mean(str(value), [str(a) for a in allowed])
+            raise ConfigError(
+                f"{_where(source, key)}: {value!r} is not allowed{hint}; allowed: {allowed_list(map(str, allowed))}"
+            )
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, source, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{_where(source, key)}: invalid value {value!r}")
+    if origin in (tuple, list):
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{_where(source, key)}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{_where(source, key)}: expected {len(args)} items, got {len(value)}")
+            return tuple(_convert(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        items = [_convert(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{_where(source, key)}: expected a mapping, got {value!r}")
+        ktp, vtp = get_args(tp) or (Any, Any)
+        return {
+            _convert(ktp, k, source, f"{key}.{k}"): _convert(vtp, v, source, f"{key}.{k}") for k, v in value.items()
+        }
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{_where(source, key)}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{_where(source, key)}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                try:
+                    return float(value)  # YAML 1.1 reads 2e-4 as a string
+                except ValueError:
+                    pass
+            raise ConfigError(f"{_where(source, key)}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{_where(source, key)}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {key}")  # pragma: no cover - programming error
+
+
+def _convert_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
+    if dataclasses.is_dataclass(value) and isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"{_where(source, key)}: expected a mapping, got {value!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for name in value:
+        if name not in fields:
+            path = f"{key}.{name}" if key else str(name)
+            raise ConfigError(
+                f"{source}: unknown key '{path}'{did_you_mean(str(name), fields)}; "
+                f"allowed keys{' under ' + key if key else ''}: {allowed_list(fields)}"
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        path = f"{key}.{name}" if key else name
+        if name in value:
+            kwargs[name] = _convert(hints[name], value[name], source, path)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: required key '{path}' is missing")
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested mapping, returning a copy."""
+    out = yaml.safe_load(yaml.safe_dump(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source}: override '{item}' must look like key.path=value")
+        path, raw = item.split("=", 1)
+        node = out
+        parts = path.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: override '{item}': '{part}' is not a mapping")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return typing.cast(dict[str, Any], out)
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass (nested) → plain dict/list structure suitable for YAML/JSON."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
