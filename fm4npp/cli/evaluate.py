@@ -1,9 +1,123 @@
-"""CLI commands: evaluate (stub until its issue lands)."""
+"""CLI commands: ``score-tracks`` (score a track-finding submission from tables) and, later,
+``evaluate`` (downstream evaluation of trained cells; registered by :func:`_register_evaluate`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's subcommands to the top-level parser."""
+    _register_score_tracks(sub)
+    _register_evaluate(sub)
+
+
+# ---------------------------------------------------------------------------------------------------
+# score-tracks
+
+
+def _register_score_tracks(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "score-tracks",
+        help="score track candidates against truth (ARI, efficiency, purity, TrackML score)",
+        description=(
+            "Score a track-finding submission. HITS: event_id, hit_id, particle_id (0 = noise), optional "
+            "weight; TRACKS: event_id, hit_id, track_id (-1 = unassigned); PARTICLES: event_id, "
+            "particle_id, pt, eta. CSV or Parquet. Matching: strict double majority (> 50%% both ways)."
+        ),
+    )
+    p.add_argument("--hits", required=True, metavar="HITS", help="truth hits table (.csv or .parquet)")
+    p.add_argument("--tracks", required=True, metavar="TRACKS", help="hit → track assignment table")
+    p.add_argument("--particles", metavar="PARTICLES", help="particle table (enables pT/η metrics)")
+    p.add_argument(
+        "--min-hits", type=int, default=5, help="hits a particle (and a candidate track) needs (default 5)"
+    )
+    p.add_argument(
+        "--min-track-hits", type=int, default=None, help="hits a candidate track needs (default: --min-hits)"
+    )
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.set_defaults(func=_score_tracks)
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN: undefined metrics become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def _score_tracks(args: argparse.Namespace) -> int:
+    from fm4npp.eval.scoring import score_tracks  # noqa: PLC0415 - keeps CLI start-up light
+
+    metrics = score_tracks(
+        args.hits, args.tracks, args.particles, min_hits=args.min_hits, min_track_hits=args.min_track_hits
+    )
+    if args.json:
+        print(json.dumps({k: _finite_or_none(v) for k, v in metrics.items()}, allow_nan=False))
+        return 0
+    _print_table(metrics)
+    return 0
+
+
+_TABLE_ROWS = (
+    ("ari", "ARI (per-event mean; noise one cluster)"),
+    ("ari_signal", "ARI, signal points only"),
+    ("ari_singleton", "ARI, noise/unassigned as singletons"),
+    ("ari_pooled", "ARI pooled over events"),
+    ("efficiency", "efficiency"),
+    ("efficiency_pt1", "efficiency, pT > 1 GeV"),
+    ("purity", "track purity"),
+    ("fake_rate", "fake rate"),
+    ("duplicate_rate", "duplicate rate"),
+    ("efficiency_geq", "efficiency (≥ 50% matching)"),
+    ("duplicate_rate_geq", "duplicate rate (≥ 50% matching)"),
+    ("hit_efficiency", "hit efficiency"),
+    ("hit_purity", "hit purity"),
+    ("trackml_score", "TrackML score"),
+    ("trackml_score_uniform", "TrackML score, uniform weights"),
+    ("n_events", "events"),
+    ("n_particles", "selected particles"),
+    ("n_tracks", "candidate tracks"),
+)
+
+
+def _print_table(metrics: dict[str, Any]) -> None:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(
+        title="score-tracks",
+        caption=(
+            f"particles with ≥ {metrics['min_particle_hits']} hits, tracks with ≥ "
+            f"{metrics['min_track_hits']} hits, strict > 50% double majority unless noted"
+        ),
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label in _TABLE_ROWS:
+        value = metrics.get(key)
+        if isinstance(value, int):
+            text = str(value)
+        elif isinstance(value, float):
+            text = "n/a" if not math.isfinite(value) else f"{value:.4f}"
+        else:
+            continue
+        table.add_row(label, text)
+    Console().print(table)
+
+
+# ---------------------------------------------------------------------------------------------------
+# evaluate (owned by the downstream-evaluation issue)
+
+
+def _register_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Placeholder for the ``evaluate`` subcommand (downstream adapters of trained cells).
+
+    The issue that adds it replaces this body with ``sub.add_parser("evaluate", ...)`` and a handler;
+    until then it registers nothing.
+    """

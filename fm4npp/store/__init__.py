@@ -1,3 +1,3 @@
-"""store."""
+"""Results store: run directories (written by jobs) and the DuckDB catalog (written by the CLI). Torch-free."""
 
 from __future__ import annotations

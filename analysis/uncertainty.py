@@ -1,0 +1,253 @@
+"""Uncertainty (SCALING.md §3): cluster bootstrap, profile-likelihood intervals, delta method.
+
+All three share one noise model: the Huber M-estimator sandwich, Var(θ̂) ≈ τ²·(JᵀJ)⁻¹ with
+τ² = E ψ² / (E ψ')² (Huber 1964), J = ∂ log L̂ / ∂θ. The profile statistic is the robust likelihood-ratio
+statistic 2·(S_p(θ_j) − Ŝ)·E ψ'/E ψ², which is asymptotically χ²₁ under any symmetric noise (Heritier &
+Ronchetti 1994). At δ = 1e-3 it equals the normalised-Huber (≈ Laplace) profile likelihood of Epoch's
+``huber_logpdf`` up to that calibration factor, which makes it valid for Gaussian seed noise too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import brentq
+from scipy.stats import chi2, norm
+
+from analysis.derived import quantity
+from analysis.fit import FitResult, polish
+from analysis.objective import robust_scale_factors
+from analysis.vp import vp_grid
+
+Array = NDArray[np.float64]
+LOG_SCALE = ("E", "A", "B", "K", "G", "N_opt", "D_opt", "ratio", "L_star")  # positive: intervals via log
+
+
+def _scale_factors(fit: FitResult) -> tuple[float, float]:
+    r = fit.residuals()
+    if fit.problem.loss == "mse":
+        return 1.0, float(np.mean(r * r))
+    return robust_scale_factors(r, fit.problem.delta)
+
+
+def covariance(fit: FitResult) -> Array:
+    """Sandwich covariance of internal θ (p, p): τ²·(JᵀJ)⁻¹ (pseudo-inverse when singular)."""
+    e_dpsi, e_psi2 = _scale_factors(fit)
+    j = fit.problem.jacobian(fit.theta)
+    return (e_psi2 / e_dpsi**2) * np.linalg.pinv(j.T @ j)
+
+
+def _jac(fn: Callable[[Array], Array], theta: Array) -> Array:
+    """Central-difference Jacobian of a derived quantity (m,) w.r.t. θ (p,) → (m, p)."""
+    cols = []
+    for i in range(len(theta)):
+        h = 1e-6 * max(1.0, abs(theta[i]))
+        tp, tm = theta.copy(), theta.copy()
+        tp[i] += h
+        tm[i] -= h
+        cols.append((np.atleast_1d(fn(tp)) - np.atleast_1d(fn(tm))) / (2 * h))
+    return np.stack(cols, axis=-1)
+
+
+def delta_interval(
+    fit: FitResult, name: str, level: float = 0.95, C: float | Array | None = None, k: float = 6.0
+) -> tuple[Array, Array, Array]:
+    """(estimate, lo, hi) of a parameter or derived quantity by the delta method (§3.3).
+
+    Positive quantities are propagated on the log scale, so the interval stays positive.
+    """
+    log = name in LOG_SCALE
+
+    def fn(th: Array) -> Array:
+        v = np.atleast_1d(quantity(fit.law, th, name, C, k))
+        return np.log(v) if log else v
+
+    est = fn(fit.theta)
+    jac = _jac(fn, fit.theta)
+    se = np.sqrt(np.maximum(np.einsum("mp,pq,mq->m", jac, covariance(fit), jac), 0.0))
+    z = norm.ppf(0.5 + level / 2)
+    lo, hi = est - z * se, est + z * se
+    return (np.exp(est), np.exp(lo), np.exp(hi)) if log else (est, lo, hi)
+
+
+def log_prediction_band(fit: FitResult, level: float = 0.95, prediction: bool = False, **axes: Array) -> tuple[Array, Array]:
+    """Delta-method band for L̂ at ``axes``; ``prediction=True`` adds seed variance (a new run, §3.4)."""
+    from analysis.diagnostics import seed_noise
+    from analysis.laws import predict_log
+
+    arrs = np.broadcast_arrays(*(np.asarray(axes[a], dtype=float) for a in fit.law.axes))
+    lx = np.column_stack([np.log(a).ravel() for a in arrs])
+    est = predict_log(fit.theta, lx)
+    jac = _jac(lambda th: predict_log(th, lx), fit.theta)
+    var = np.einsum("mp,pq,mq->m", jac, covariance(fit), jac)
+    if prediction:
+        s = seed_noise(fit.data)
+        var = var + (s * s if np.isfinite(s) else float(np.median(np.abs(fit.residuals()))) ** 2 * 2.198)
+    z = norm.ppf(0.5 + level / 2) * np.sqrt(np.maximum(var, 0.0))
+    shape = arrs[0].shape
+    return np.exp(est - z).reshape(shape), np.exp(est + z).reshape(shape)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Profile likelihood (§3.2)
+
+
+@dataclass(frozen=True)
+class ProfileInterval:
+    """Profile interval of one parameter. ``lo``/``hi`` are NaN on an open side (it never closed)."""
+
+    name: str
+    estimate: float
+    lo: float
+    hi: float
+    open_lo: bool
+    open_hi: bool
+    points: tuple[tuple[float, float], ...]  # (value, statistic) pairs evaluated, for plot 9
+
+    @property
+    def closed(self) -> bool:
+        return not (self.open_lo or self.open_hi)
+
+
+def lr_calibration(fit: FitResult) -> float:
+    """E ψ' / E ψ²: multiplies 2·ΔS into a χ² statistic."""
+    e_dpsi, e_psi2 = _scale_factors(fit)
+    return e_dpsi / max(e_psi2, 1e-300)
+
+
+def profile_interval(fit: FitResult, name: str, level: float = 0.95, max_steps: int = 40) -> ProfileInterval:
+    """Profile-likelihood interval for a parameter of the form (E, A, B, alpha, beta, …)."""
+    law = fit.law
+    idx_name = name if name in law.exp_names else f"log_{name}"
+    j = law.theta_names.index(idx_name)
+    thresh = float(chi2.ppf(level, 1))
+    calib = lr_calibration(fit)
+    bounds = list(fit.bounds)
+    warm: dict[float, Array] = {float(fit.theta[j]): fit.theta.copy()}
+
+    def stat(v: float) -> float:
+        x0 = warm[min(warm, key=lambda u: abs(u - v))].copy()
+        x0[j] = v
+        bnds = bounds.copy()
+        bnds[j] = (v, v)
+        res = polish(fit.problem, x0, bnds)
+        warm[v] = res.x
+        return 2.0 * (float(res.fun) - fit.objective) * calib
+
+    se = float(np.sqrt(max(covariance(fit)[j, j], 0.0)))
+    step0 = max(se, 1e-4 * abs(fit.theta[j]), 1e-6)
+    ends: list[float] = []
+    opens: list[bool] = []
+    for sign in (-1.0, 1.0):
+        lim = bounds[j][0] if sign < 0 else bounds[j][1]
+        prev, v, step, closed = float(fit.theta[j]), float(fit.theta[j]), step0, False
+        for _ in range(max_steps):
+            v = float(np.clip(prev + sign * step, *bounds[j]))
+            if stat(v) > thresh:
+                closed = True
+                break
+            if v == lim:
+                break
+            prev, step = v, step * 1.6
+        if closed:
+            a, b = sorted((prev, v))
+            ends.append(float(brentq(lambda u: stat(u) - thresh, a, b, xtol=1e-6 * max(1.0, abs(v)))))
+        else:
+            ends.append(float("nan"))
+        opens.append(not closed)
+    pts = tuple(sorted((u, 2.0 * (fit.problem.value(x) - fit.objective) * calib) for u, x in warm.items()))
+    tr = np.exp if idx_name.startswith("log_") else (lambda u: u)
+    return ProfileInterval(name, float(tr(fit.theta[j])), float(tr(ends[0])), float(tr(ends[1])), opens[0], opens[1], pts)
+
+
+def compare_to(fit: FitResult, params: dict[str, float]) -> tuple[float, float]:
+    """Robust LR test of ``params`` against the fit (Epoch's test, df = number of parameters)."""
+    from analysis.laws import params_to_theta
+
+    th = params_to_theta(fit.law, params)
+    s = 2.0 * (fit.problem.value(th) - fit.objective) * lr_calibration(fit)
+    return float(s), float(chi2.sf(s, len(th)))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cluster bootstrap (§3.1)
+
+
+@dataclass(frozen=True, eq=False)
+class BootstrapResult:
+    """``thetas`` (B, p) internal draws; ``ok`` converged draws; ``at_bound`` draws touching a bound."""
+
+    fit: FitResult
+    thetas: Array
+    ok: NDArray[np.bool_]
+    at_bound: NDArray[np.bool_]
+
+    @property
+    def failed_fraction(self) -> float:
+        return float(1.0 - self.ok.mean())
+
+    @property
+    def bound_fraction(self) -> float:
+        return float(self.at_bound.mean())
+
+    def values(self, name: str, C: float | Array | None = None, k: float = 6.0) -> Array:
+        """A parameter or derived quantity for every usable draw, (B_ok,) or (B_ok, len(C))."""
+        return np.array([quantity(self.fit.law, th, name, C, k) for th in self.thetas[self.ok]])
+
+    def ci(self, name: str, level: float = 0.95, C: float | Array | None = None, k: float = 6.0) -> tuple[Array, Array]:
+        """Percentile interval (lo, hi)."""
+        v = self.values(name, C, k)
+        q = 100 * np.array([0.5 - level / 2, 0.5 + level / 2])
+        lo, hi = np.percentile(v, q, axis=0)
+        return lo, hi
+
+    def band(self, fn: Callable[[Array], Array], level: float = 0.95) -> tuple[Array, Array]:
+        """Percentile band of any θ → array function (curves in plots)."""
+        v = np.array([fn(th) for th in self.thetas[self.ok]])
+        q = 100 * np.array([0.5 - level / 2, 0.5 + level / 2])
+        lo, hi = np.percentile(v, q, axis=0)
+        return lo, hi
+
+
+def resample_indices(cells: NDArray[np.intp], runs: NDArray[np.intp], rng: np.random.Generator) -> NDArray[np.intp]:
+    """Two-level cluster resample: cells with replacement, then runs within each drawn cell.
+
+    Rows of one run (its checkpoints) always move together.
+    """
+    uniq = np.unique(cells)
+    out = []
+    for c in rng.choice(uniq, size=len(uniq), replace=True):
+        in_cell = np.flatnonzero(cells == c)
+        run_ids = np.unique(runs[in_cell])
+        for r in rng.choice(run_ids, size=len(run_ids), replace=True):
+            out.append(in_cell[runs[in_cell] == r])
+    return np.concatenate(out)
+
+
+def bootstrap(fit: FitResult, n_boot: int = 1000, seed: int = 0, vp_restart: bool = True) -> BootstrapResult:
+    """Cluster bootstrap of ``fit`` (§3.1): each draw is polished from θ̂ and from a coarse VP start."""
+    rng = np.random.default_rng(seed)
+    cells = fit.data.cell_ids()
+    runs = np.zeros(len(cells), dtype=np.intp)
+    if fit.data.seed is not None:
+        runs = np.unique(fit.data.seed.astype(str), return_inverse=True)[1].astype(np.intp)
+    coarse = np.round(np.arange(0.05, 2.5 + 1e-9, 0.05), 10)  # 0.05 grid: 2500 combinations
+    bounds = list(fit.bounds)
+    thetas, ok, at_bound = [], [], []
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    for _ in range(n_boot):
+        idx = resample_indices(cells, runs, rng)
+        prob = fit.problem.take(idx)
+        best = polish(prob, fit.theta, bounds)
+        if vp_restart:
+            th, sse = vp_grid(prob.log_x, np.exp(prob.log_l), bounds[fit.law.k], coarse)
+            alt = polish(prob, th[int(np.argmin(sse))], bounds)
+            best = alt if float(alt.fun) < float(best.fun) else best
+        thetas.append(best.x)
+        ok.append(best.status in (0, 2) and np.all(np.isfinite(best.x)))
+        at_bound.append(bool(np.any(best.x <= lo + 1e-6) or np.any(best.x >= hi - 1e-6)))
+    return BootstrapResult(fit, np.array(thetas), np.array(ok), np.array(at_bound))

@@ -1,0 +1,166 @@
+"""The TPC fast simulation as one call: particle table in, hit and particle tables out (SPEC §3.4–3.10).
+
+A *particle table* is a dict of (P,) arrays for a block of events: ``event`` (int64), ``pdg``, ``charge``,
+``mass`` (GeV), ``px/py/pz`` (GeV/c), ``vx/vy/vz`` (cm), ``s_max_cm`` (path cap: decay length, curler
+cap, or inf), ``max_turns``, ``origin``, ``primary``, ``parent``. Everything is vectorised over the
+whole block, so per-event numpy overhead is amortised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fm4npp.data.fastsim import energy, helix, measurement, scattering
+from fm4npp.data.fastsim.geometry import R_EXIT_CM, ROW_PITCH_CM, ROW_RADIUS_CM
+from fm4npp.data.schema import HIT_COLUMNS, NOISE_PT_GEV, PARTICLE_COLUMNS, pid_class
+from fm4npp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Fast-simulation knobs (SPEC §3); defaults are the calibrated tune (see docs in generate.py)."""
+
+    max_turns: int = 4  # SPEC §3.4: turns followed for ordinary tracks (loopers 66–158 MeV)
+    curler_mean: float = 2.0  # SPEC §3.9: Poisson mean of noise curlers per event
+    curler_max_turns: int = 40  # SPEC §3.9
+    curler_path_cm: float = 300.0  # SPEC §3.9: ≈ 60 hits per curler
+    hit_efficiency: float = 0.99  # SPEC §3.7
+    scattering: bool = True  # SPEC §3.5
+    merge: bool = True  # SPEC §3.7
+    merge_pads: float = 2.0  # SPEC §3.7: same-row hits within 2 pads in φ …
+    merge_dz_cm: float = 0.85  # … and 0.85 cm in z are one cluster
+    moyal_width: float = 0.24  # SPEC §3.8: ≈ 8 % dE/dx resolution of the 70 % truncated mean
+    # ADC-like units per keV: 253.1 ADC / 7.5 keV (SPEC §3.8), re-tuned so the mean hit charge ≈ 253.
+    adc_per_kev: float = 34.0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_turns": self.max_turns >= 1,
+            "curler_mean": self.curler_mean >= 0,
+            "curler_max_turns": self.curler_max_turns >= 1,
+            "curler_path_cm": self.curler_path_cm > 0,
+            "hit_efficiency": 0 <= self.hit_efficiency <= 1,
+            "merge_pads": self.merge_pads >= 0,
+            "merge_dz_cm": self.merge_dz_cm >= 0,
+            "moyal_width": 0 <= self.moyal_width < 1 / 1.2704,
+            "adc_per_kev": self.adc_per_kev > 0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"SimConfig: invalid {key}={getattr(self, key)!r}")
+
+
+def particle_ids(event: np.ndarray) -> np.ndarray:
+    """Ids 1, 2, … within each event, in table order. (P,) → (P,) int64."""
+    order = np.argsort(event, kind="stable")
+    ev = event[order]
+    start = np.r_[0, np.flatnonzero(ev[1:] != ev[:-1]) + 1]
+    counts = np.diff(np.r_[start, len(ev)])
+    rank = np.arange(len(ev)) - np.repeat(start, counts)
+    ids = np.empty(len(ev), dtype=np.int64)
+    ids[order] = rank + 1
+    return ids
+
+
+def simulate_particles(
+    table: dict[str, np.ndarray], cfg: SimConfig, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Transport and measure every charged particle of ``table``.
+
+    Returns ``hits`` (HIT_COLUMNS + ``event``, sorted by event, row, φ) and ``particles``
+    (PARTICLE_COLUMNS + ``event``, one row per table row, with ``n_hits`` after merging).
+    """
+    n_p = len(table["event"])
+    pid_all = table["particle_id"] if "particle_id" in table else particle_ids(table["event"])
+    pt_all = np.hypot(table["px"], table["py"])
+    r0 = np.hypot(table["vx"], table["vy"])
+    live = np.flatnonzero((table["charge"] != 0) & (r0 < R_EXIT_CM) & (pt_all > 0))
+    tab = {k: v[live] for k, v in table.items()}
+    hx = helix.make_helices(
+        tab["vx"], tab["vy"], tab["vz"], tab["px"], tab["py"], tab["pz"],
+        tab["charge"].astype(np.float64), tab["s_max_cm"], tab["max_turns"],
+    )  # fmt: skip
+    cr = helix.crossings(hx, ROW_RADIUS_CM)
+    i = cr.particle
+    p = np.sqrt(pt_all[live] ** 2 + tab["pz"] ** 2)
+    sin_theta = 1 / np.sqrt(1 + hx.lam**2)
+    layer = cr.surface.astype(np.int16)
+    x, y, z = cr.x, cr.y, cr.z
+    if cfg.scattering and len(i):
+        d_perp, d_z = scattering.scatter_offsets(hx, cr, p, tab["mass"], rng)
+        r = np.hypot(x, y)
+        phi = np.arctan2(y, x) + d_perp / r
+        x, y, z = r * np.cos(phi), r * np.sin(phi), z + d_z
+    dedx = energy.mean_dedx_kev_per_cm(p, tab["mass"])[i]
+    e_kev = energy.deposit_kev(
+        dedx, ROW_PITCH_CM[layer], cr.cos_beta, sin_theta[i], cfg.moyal_width, rng
+    )
+    x, y, z, phi = measurement.smear(x, y, z, layer, cr.cos_beta, hx.lam[i], rng)
+    keep = measurement.acceptance_mask(phi, layer, cfg.hit_efficiency, rng)
+    idx = live[i[keep]]
+    cols: dict[str, np.ndarray] = {
+        "event": table["event"][idx],
+        "energy": e_kev[keep] * cfg.adc_per_kev,
+        "x": x[keep],
+        "y": y[keep],
+        "z": z[keep],
+        "layer": layer[keep],
+        "row_index": idx,
+    }
+    phi = phi[keep]
+    order, groups = measurement.merge_groups(
+        cols["event"], cols["layer"], phi, cols["z"],
+        cfg.merge_pads if cfg.merge else -1.0, cfg.merge_dz_cm if cfg.merge else -1.0,
+    )  # fmt: skip
+    n_groups = int(groups[-1]) + 1 if len(groups) else 0
+    cols = {k: v[order] for k, v in cols.items()}
+    merged, _ = measurement.merge(cols, groups, n_groups)
+    src = merged["row_index"]
+    noise_p = pt_all < NOISE_PT_GEV
+    pid_p = pid_class(table["pdg"])
+    hits = {"event": merged["event"]}
+    for name, dtype in HIT_COLUMNS.items():
+        if name == "particle_id":
+            col = pid_all[src]
+        elif name == "track_id":
+            col = np.where(noise_p[src], 0, pid_all[src])
+        elif name == "pid":
+            col = pid_p[src]
+        elif name == "noise":
+            col = noise_p[src]
+        else:
+            col = merged[name]
+        hits[name] = np.asarray(col).astype(dtype, copy=False)
+    particles = _particle_rows(table, pid_all, pt_all, pid_p, np.bincount(src, minlength=n_p))
+    return hits, particles
+
+
+def _particle_rows(
+    table: dict[str, np.ndarray],
+    pid_all: np.ndarray,
+    pt: np.ndarray,
+    pid_p: np.ndarray,
+    n_hits: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """PARTICLE_COLUMNS (+ ``event``) of every table row. (P,) each."""
+    values = {
+        "particle_id": pid_all,
+        "pdg": table["pdg"],
+        "charge": table["charge"],
+        "pt": pt,
+        "eta": np.arcsinh(table["pz"] / np.maximum(pt, 1e-12)),
+        "phi": np.arctan2(table["py"], table["px"]),
+        "vx": table["vx"],
+        "vy": table["vy"],
+        "vz": table["vz"],
+        "primary": table["primary"],
+        "origin": table["origin"],
+        "pid": pid_p,
+        "n_hits": n_hits,
+    }
+    out = {"event": table["event"].astype(np.int64)}
+    for name, dtype in PARTICLE_COLUMNS.items():
+        out[name] = np.asarray(values[name]).astype(dtype, copy=False)
+    return out

@@ -1,0 +1,126 @@
+"""PYTHIA 8 driver (SPEC §3.1–3.3): p+p at √s = 200 GeV, SoftQCD:inelastic, seeded, vertex-smeared.
+
+One :class:`PythiaDriver` is initialised once per process (≈ 1.6 s) with a seed that depends only on the
+dataset seed, so every worker holds the same initialised state; each block of events then re-seeds the
+random engine with its own seed (``rndm.init``). Event content thus depends on (dataset seed, block)
+only, never on which worker made it or what it made before.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fm4npp.errors import ConfigError
+
+PYTHIA_SEED_MAX = 900_000_000  # SPEC §3.1: Random:seed must stay below 900,000,000
+VERTEX_SIGMA_CM = (0.012, 0.012, 10.0)  # SPEC §2.1: p+p vertex σx = σy = 120 µm, σz = 10 cm
+MIN_DECAY_LENGTH_CM = 1.0  # SPEC §3.2: decayed charged hadrons flying > 1 cm leave a track stub
+PRIMARY_MAX_R_CM = 0.1  # production within 1 mm of the collision counts as primary
+
+BASE_SETTINGS = (
+    "Beams:idA = 2212",
+    "Beams:idB = 2212",
+    "Beams:eCM = 200.",
+    "SoftQCD:inelastic = on",
+    "Random:setSeed = on",
+    "Print:quiet = on",
+    "Next:numberCount = 0",
+)
+#: Optional tunes (SPEC §3.1): sPHENIX minimum bias and the Detroit tune reported for TPCpp-10M.
+TUNES: dict[str, tuple[str, ...]] = {
+    "default": (),
+    "sphenix_mb": ("PDF:pSet = 7", "MultipartonInteractions:Kfactor = 0.5"),
+    "detroit": (
+        "PDF:pSet = 17",
+        "MultipartonInteractions:ecmRef = 200",
+        "MultipartonInteractions:bProfile = 2",
+        "MultipartonInteractions:pT0Ref = 1.40",
+        "MultipartonInteractions:ecmPow = 0.135",
+        "MultipartonInteractions:coreRadius = 0.56",
+        "MultipartonInteractions:coreFraction = 0.78",
+        "ColourReconnection:range = 5.4",
+    ),
+}
+
+
+def block_seed(seed: int, block: int) -> int:
+    """PYTHIA seed of one block: distinct for distinct blocks of one dataset (< 900 M blocks)."""
+    return 1 + (seed * 1_000_003 + block) % (PYTHIA_SEED_MAX - 1)
+
+
+class PythiaDriver:
+    """A configured, initialised PYTHIA instance producing particle tables (see fastsim.detector)."""
+
+    def __init__(self, seed: int, tune: str = "default") -> None:
+        if tune not in TUNES:
+            raise ConfigError(f"pythia tune '{tune}' unknown; allowed: {', '.join(TUNES)}")
+        import pythia8mc  # a compiled extension: import only where events are made
+
+        self._pythia = pythia8mc.Pythia("", False)
+        for line in (*BASE_SETTINGS, f"Random:seed = {block_seed(seed, 0)}", *TUNES[tune]):
+            if not self._pythia.readString(line):
+                raise ConfigError(f"PYTHIA rejected setting '{line}'")
+        if not self._pythia.init():
+            raise ConfigError(f"PYTHIA failed to initialise (tune '{tune}')")
+
+    def generate(
+        self, n_events: int, pythia_seed: int, rng: np.random.Generator, first_event: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Particle table of ``n_events`` events numbered from ``first_event``; vertices smeared with
+        ``rng``. Rows: charged final-state particles and charged hadrons decaying after > 1 cm."""
+        self._pythia.rndm.init(pythia_seed)
+        rows: list[tuple[float, ...]] = []
+        n = 0
+        while n < n_events:
+            if not self._pythia.next():
+                continue
+            rows.extend(_charged_rows(self._pythia.event, first_event + n))
+            n += 1
+        arr = np.array(rows, dtype=np.float64).reshape(-1, 12)
+        event = arr[:, 0].astype(np.int64)
+        vertex = rng.normal(size=(n_events, 3)) * np.array(VERTEX_SIGMA_CM)
+        off = vertex[event - first_event]
+        r_prod = np.hypot(arr[:, 7], arr[:, 8])
+        primary = np.hypot(r_prod, arr[:, 9]) < PRIMARY_MAX_R_CM
+        return {
+            "event": event,
+            "pdg": arr[:, 1].astype(np.int32),
+            "charge": arr[:, 2].astype(np.int8),
+            "mass": arr[:, 3],
+            "px": arr[:, 4],
+            "py": arr[:, 5],
+            "pz": arr[:, 6],
+            "vx": arr[:, 7] + off[:, 0],
+            "vy": arr[:, 8] + off[:, 1],
+            "vz": arr[:, 9] + off[:, 2],
+            "s_max_cm": arr[:, 10],
+            "max_turns": np.zeros(len(arr), dtype=np.int64),  # filled by the caller's SimConfig
+            "origin": np.where(primary, 0, 1).astype(np.int8),
+            "primary": primary,
+            "parent": arr[:, 11].astype(np.int64),
+        }
+
+
+def _charged_rows(event: object, event_index: int) -> list[tuple[float, ...]]:
+    """(event, pdg, q, m, px, py, pz, vx, vy, vz [cm], s_max [cm], 0) of each kept particle."""
+    rows = []
+    for pa in event:  # type: ignore[attr-defined]
+        if not pa.isCharged():
+            continue
+        if pa.isFinal():
+            s_max = math.inf
+        elif pa.isHadron() and pa.status() < 0:
+            # Charged hyperons (Σ±, Ξ−, Ω−) decay inside PYTHIA: keep their stub up to the decay point.
+            s_max = math.dist((pa.xDec(), pa.yDec(), pa.zDec()), (pa.xProd(), pa.yProd(), pa.zProd()))
+            s_max *= 0.1  # mm → cm
+            if s_max < MIN_DECAY_LENGTH_CM:
+                continue
+        else:
+            continue
+        rows.append(
+            (event_index, pa.id(), round(pa.charge()), pa.m(), pa.px(), pa.py(), pa.pz(),
+             0.1 * pa.xProd(), 0.1 * pa.yProd(), 0.1 * pa.zProd(), s_max, 0)
+        )  # fmt: skip
+    return rows

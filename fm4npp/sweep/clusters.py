@@ -1,0 +1,103 @@
+"""Cluster profiles: YAML files in ``sweeps/clusters/`` (or any path) loaded into frozen dataclasses.
+
+A profile is ``local`` (submitit's local executor on this machine) or ``slurm`` (any SLURM cluster),
+plus site settings: account, constraint, QOS limits and charge factors, GPUs per node, array limits,
+and the numbers the cost model needs (GPU peak, optional calibrated throughput).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from fm4npp.config import load_dataclass, read_yaml
+from fm4npp.errors import ConfigError, allowed_list, did_you_mean
+
+CLUSTER_DIR = Path(__file__).resolve().parents[2] / "sweeps" / "clusters"
+
+
+@dataclass(frozen=True)
+class QosConfig:
+    """One SLURM QOS: its wall-time limit, node limit and charge factor (node-hours per node-hour)."""
+
+    max_wall_min: int
+    charge_factor: float = 1.0
+    max_nodes: int = 0  # 0 = no limit
+    preemptible: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_wall_min <= 0:
+            raise ConfigError(f"max_wall_min must be > 0, got {self.max_wall_min}")
+        if self.charge_factor < 0:
+            raise ConfigError(f"charge_factor must be >= 0, got {self.charge_factor}")
+
+
+@dataclass(frozen=True)
+class ClusterProfile:
+    """Where and how cells run. Units in names; every field documented."""
+
+    name: str
+    kind: Literal["local", "slurm"]
+    gpus_per_node: int  # 0 on CPU-only machines (local)
+    gpu_type: str  # e.g. a100-40gb, a100-80gb, h100, mi250x-gcd, cpu
+    peak_tflops: float  # dense peak per GPU at the training precision (cost-model fallback)
+    mfu: float = 0.3  # assumed model-FLOPs utilisation when no calibrated throughput exists
+    qos: dict[str, QosConfig] = field(default_factory=lambda: {"default": QosConfig(max_wall_min=1440)})
+    default_qos: str = "default"
+    account: str | None = None
+    partition: str | None = None
+    constraint: str | None = None  # -C, e.g. "gpu" or "gpu&hbm80g" on Perlmutter
+    cpus_per_task: int = 1
+    mem_gb: float = 0  # per node; 0 = scheduler default
+    gpu_flag: Literal["gpus-per-node", "gpus-per-task"] = "gpus-per-node"
+    gpu_bind: str | None = None  # e.g. "closest" on Frontier
+    max_array_size: int = 1000  # SLURM MaxArraySize
+    array_parallelism: int = 0  # %N throttle on arrays; 0 = none
+    signal_delay_s: int = 120  # SIGUSR2 this long before the time limit → checkpoint + requeue
+    max_num_timeout: int = 10  # requeues on time-out that submitit allows per cell (plus plan's)
+    setup: tuple[str, ...] = ()  # shell lines run before the job (module load …)
+    extra_sbatch: tuple[str, ...] = ()  # extra "--key=value" sbatch options
+    max_parallel: int = 0  # local: cells at once; 0 = number of cores
+    #: calibrated training throughput, events/s per GPU, by rung name (overrides FLOPs/peak/MFU)
+    throughput_events_per_s: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.default_qos not in self.qos:
+            raise ConfigError(
+                f"default_qos '{self.default_qos}' is not among the profile's qos: {allowed_list(self.qos)}"
+            )
+        if self.peak_tflops <= 0 or not 0 < self.mfu <= 1:
+            raise ConfigError("peak_tflops must be > 0 and mfu in (0, 1]")
+        if self.kind == "slurm" and self.gpus_per_node <= 0:
+            raise ConfigError("gpus_per_node must be > 0 for a slurm profile")
+
+    def get_qos(self, name: str | None, source: str = "") -> tuple[str, QosConfig]:
+        qname = name or self.default_qos
+        if qname not in self.qos:
+            where = f"{source}: " if source else ""
+            raise ConfigError(
+                f"{where}unknown qos '{qname}' for cluster '{self.name}'{did_you_mean(qname, self.qos)}; "
+                f"allowed: {allowed_list(self.qos)}"
+            )
+        return qname, self.qos[qname]
+
+
+def available_clusters() -> list[str]:
+    return sorted(p.stem for p in CLUSTER_DIR.glob("*.yaml"))
+
+
+def load_cluster(name_or_path: str) -> ClusterProfile:
+    """Load a profile by name (``sweeps/clusters/<name>.yaml``) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CLUSTER_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            names = available_clusters()
+            raise ConfigError(
+                f"unknown cluster '{name_or_path}'{did_you_mean(name_or_path, names)}; "
+                f"allowed: {allowed_list(names)} (or a path to a profile .yaml)"
+            )
+    data = read_yaml(path)
+    data.setdefault("name", path.stem)
+    return load_dataclass(ClusterProfile, data, str(path))

@@ -1,0 +1,72 @@
+"""Cost model: FLOPs, GPU-hours, wall time, nodes and node-hours of one cell (SPEC §6–7).
+
+GPU-hours come from a calibrated throughput (events/s per GPU for the rung, in the cluster profile)
+when there is one, otherwise from FLOPs ÷ (GPU peak × assumed MFU); which one was used is stated in
+every row (``cost_source``). Pure functions of numbers; no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fm4npp.model.ladder import Rung, flops_per_token, n_params
+from fm4npp.sweep.clusters import ClusterProfile, QosConfig
+
+
+@dataclass(frozen=True)
+class CellCost:
+    n_params: int  # N, non-embedding
+    events_seen: int  # D
+    n_hits: float  # tokens seen = D × mean hits per event
+    flops: float  # C, analytic (SPEC §7.6)
+    flops_6nd: float  # 6·N·tokens, for comparison (SCALING §6.1)
+    gpus: int
+    nodes: int
+    gpu_hours: float
+    wall_time_h: float  # per cell, on its GPUs, ignoring queue time
+    node_hours: float  # nodes × wall × QOS charge factor
+    fits_qos: bool  # one job slot is enough (else it is chained through n_slots requeues)
+    n_slots: int  # wall-time slots needed: requeues = n_slots − 1
+    cost_source: str  # "calibrated" or "flops/(peak×mfu)"
+
+
+def cell_cost(
+    rung: Rung,
+    events_seen: int,
+    hits_per_event: float,
+    gpus: int,
+    cluster: ClusterProfile,
+    qos: QosConfig,
+) -> CellCost:
+    n_hits = events_seen * hits_per_event
+    flops = flops_per_token(rung, seq_len=hits_per_event) * n_hits
+    throughput = cluster.throughput_events_per_s.get(rung.name)
+    if throughput:
+        wall_h = events_seen / (throughput * gpus) / 3600.0
+        gpu_hours = wall_h * gpus
+        source = "calibrated"
+    else:
+        gpu_hours = flops / (cluster.peak_tflops * 1e12 * cluster.mfu) / 3600.0
+        wall_h = gpu_hours / gpus
+        source = f"flops/(peak×mfu={cluster.mfu:g})"
+    nodes = math.ceil(gpus / cluster.gpus_per_node) if cluster.gpus_per_node > 0 else 1
+    # The last signal_delay_s of each slot goes to checkpointing; the rest trains.
+    usable_h = max(qos.max_wall_min / 60.0 - cluster.signal_delay_s / 3600.0, 1e-9)
+    n_slots = max(1, math.ceil(wall_h / usable_h))
+    fits = n_slots == 1 and (qos.max_nodes == 0 or nodes <= qos.max_nodes)
+    return CellCost(
+        n_params=n_params(rung),
+        events_seen=events_seen,
+        n_hits=n_hits,
+        flops=flops,
+        flops_6nd=6.0 * n_params(rung) * n_hits,
+        gpus=gpus,
+        nodes=nodes,
+        gpu_hours=gpu_hours,
+        wall_time_h=wall_h,
+        node_hours=nodes * wall_h * qos.charge_factor,
+        fits_qos=fits,
+        n_slots=n_slots,
+        cost_source=source,
+    )

@@ -1,0 +1,89 @@
+"""The sweep file: a study's model × dataset × seed grid and the settings every cell shares.
+
+```yaml
+study: quickstart               # results go to <results_dir>/<study>/
+models: [q1, q2, q3]            # rung names (fm4npp.model.ladder.RUNGS)
+datasets: [qd1, qd2, qd3]       # dataset rung names (fm4npp.model.ladder.DATASETS)
+seeds: [0, 1]
+cluster: local                  # default profile for `submit`
+qos: null                       # default QOS of the profile when null
+gpus: {m3: 4}                   # optional per-rung overrides of the ladder's GPUs per cell
+budget: {max_node_hours: 100}
+data: {...}                     # fm4npp.config.DataConfig
+train: {...}                    # fm4npp.config.TrainConfig
+eval: {...}                     # fm4npp.config.EvalConfig
+```
+Precedence: dataclass defaults, then the file, then ``--set key.path=value``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fm4npp.config import DataConfig, EvalConfig, TrainConfig, apply_overrides, load_dataclass, read_yaml
+from fm4npp.errors import ConfigError
+from fm4npp.model.ladder import get_dataset, get_rung
+
+_STUDY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    max_node_hours: float | None = None  # refuse plans above this unless --allow-over-budget
+
+    def __post_init__(self) -> None:
+        if self.max_node_hours is not None and self.max_node_hours <= 0:
+            raise ConfigError(f"budget.max_node_hours must be > 0, got {self.max_node_hours}")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    study: str
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+    description: str = ""
+    seeds: tuple[int, ...] = (0,)
+    cluster: str = "local"
+    qos: str | None = None
+    results_dir: str = "results"  # relative to the working directory
+    gpus: dict[str, int] = field(default_factory=dict)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if not _STUDY_RE.match(self.study):
+            raise ConfigError(f"study: '{self.study}' must be letters, digits, '.', '_' or '-'")
+        for key in ("models", "datasets", "seeds"):
+            values = getattr(self, key)
+            if not values:
+                raise ConfigError(f"{key}: must list at least one entry")
+            if len(set(values)) != len(values):
+                raise ConfigError(f"{key}: duplicate entries in {list(values)}")
+        for name, g in self.gpus.items():
+            if g <= 0:
+                raise ConfigError(f"gpus.{name}: must be > 0, got {g}")
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.results_dir) / self.study
+
+
+def load_sweep(path: Path, overrides: list[str] | None = None) -> SweepSpec:
+    """Load and validate a sweep file: unknown keys, types, rung and dataset names all checked."""
+    src = str(path)
+    data = read_yaml(path)
+    if overrides:
+        data = apply_overrides(data, overrides, src)
+    spec = load_dataclass(SweepSpec, data, src)
+    for i, m in enumerate(spec.models):
+        get_rung(m, f"{src}: models[{i}]")
+    for i, d in enumerate(spec.datasets):
+        get_dataset(d, f"{src}: datasets[{i}]")
+    for name in spec.gpus:
+        if name not in spec.models:
+            get_rung(name, f"{src}: gpus.{name}")
+    return spec
