@@ -6,6 +6,8 @@ compute a, N_opt(C), D/N(C), L*(C) the same way.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -17,7 +19,9 @@ DERIVED = ("a", "b", "G", "gamma", "N_opt", "D_opt", "ratio", "L_star")
 NEEDS_C = ("N_opt", "D_opt", "ratio", "L_star")
 
 
-def quantity(form: Form, theta: Array, name: str, C: float | Array | None = None, k: float = 6.0) -> Array | float:
+def quantity(
+    form: Form, theta: Array, name: str, C: float | Array | None = None, k: float = 6.0
+) -> Array | float:
     """A public parameter (``alpha``, ``E``, …) or a derived quantity; C-dependent ones need ``C``."""
     params = theta_to_params(form, theta)
     if name in params:
@@ -31,7 +35,7 @@ def quantity(form: Form, theta: Array, name: str, C: float | Array | None = None
     if name in NEEDS_C and C is None:
         raise KeyError(f"'{name}' needs a compute budget C")
     alloc = allocation(params, 1.0 if C is None else C, k)
-    value = {
+    value: Any = {
         "a": alloc.a,
         "b": alloc.b,
         "G": alloc.G,

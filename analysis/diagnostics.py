@@ -23,7 +23,9 @@ Array = NDArray[np.float64]
 
 COLLINEAR_CORR = 0.95  # §4.3
 ILL_CONDITIONED = 1e8  # §2.5, on the Jacobi-scaled information matrix
-BASIN_SHARE_MIN = 0.05  # §2.5: below this share of starts reaching the optimum, the objective is multimodal
+BASIN_SHARE_MIN = (
+    0.05  # §2.5: below this share of starts reaching the optimum, the objective is multimodal
+)
 SPREAD_MAX = 0.01  # exponent spread among starts within 1e-6 of the best: a flat ridge
 SPEARMAN_P = 0.01  # §4.3 lack_of_fit trend test
 ORDER_TOL = 1e-8  # §2.5 reversed-points refit
@@ -56,13 +58,21 @@ def design_warnings(data: FitData, form: Form) -> list[FitWarning]:
     for ax in form.axes:
         n_lv = len(np.unique(data.axis(ax)))
         if n_lv < form.min_levels:
-            out.append(FitWarning(f"too_few_levels_{ax}", f"{n_lv} distinct {ax} values (need {form.min_levels})"))
+            out.append(
+                FitWarning(
+                    f"too_few_levels_{ax}", f"{n_lv} distinct {ax} values (need {form.min_levels})"
+                )
+            )
     if form.k == 2:
         ln, ld = np.log(data.N), np.log(data.D)
         ratios = np.unique(np.round(ld - ln, 6))
         corr = float(np.corrcoef(ln, ld)[0, 1]) if np.ptp(ln) > 0 and np.ptp(ld) > 0 else 1.0
         if len(ratios) == 1 or abs(corr) > COLLINEAR_CORR:
-            out.append(FitWarning("collinear_design", f"corr(log N, log D) = {corr:.3f}, {len(ratios)} D/N ratio(s)"))
+            out.append(
+                FitWarning(
+                    "collinear_design", f"corr(log N, log D) = {corr:.3f}, {len(ratios)} D/N ratio(s)"
+                )
+            )
     if np.bincount(data.cell_ids()).max() < 2:
         out.append(FitWarning("single_seed", "no replicate runs: run-to-run variance is unknown"))
     return out
@@ -77,15 +87,26 @@ def fit_warnings(
     for name, x, (lo, hi) in zip(public, theta, bounds, strict=True):
         if x <= lo + 1e-6 or x >= hi - 1e-6:
             side = "lower" if x <= lo + 1e-6 else "upper"
-            out.append(FitWarning(f"{name}_at_bound", f"{name} at its {side} bound ({lo if side == 'lower' else hi:.4g})"))
+            out.append(
+                FitWarning(
+                    f"{name}_at_bound",
+                    f"{name} at its {side} bound ({lo if side == 'lower' else hi:.4g})",
+                )
+            )
     if getattr(status, "value", "") in ("max_iter", "abnormal"):
         out.append(FitWarning("not_converged", f"optimiser status {getattr(status, 'value', status)}"))
     if diag.get("n_polished", 0) >= 20 and diag.get("basin_share", 1.0) < BASIN_SHARE_MIN:
         out.append(FitWarning("multimodal_objective", f"basin share {diag['basin_share']:.3f}"))
     if diag.get("near_best_spread", 0.0) > SPREAD_MAX:
-        out.append(FitWarning("weakly_identified", f"exponent spread {diag['near_best_spread']:.3g} near the optimum"))
+        out.append(
+            FitWarning(
+                "weakly_identified", f"exponent spread {diag['near_best_spread']:.3g} near the optimum"
+            )
+        )
     if diag.get("reversed_gap", 0.0) > ORDER_TOL:
-        out.append(FitWarning("order_dependent", f"reversed-order refit differs by {diag['reversed_gap']:.2e}"))
+        out.append(
+            FitWarning("order_dependent", f"reversed-order refit differs by {diag['reversed_gap']:.2e}")
+        )
     return out
 
 
@@ -113,7 +134,7 @@ def lack_of_fit(data: FitData, resid: Array, diag: dict[str, float]) -> list[Fit
     mad = float(1.4826 * np.median(np.abs(resid - np.median(resid))))
     noise = seed_noise(data)
     diag["residual_mad"], diag["seed_noise"] = mad, noise
-    out = []
+    out: list[FitWarning] = []
     if mad < 1e-9 or len(resid) < 8:  # noise-free or tiny: a rank test on round-off says nothing
         return out
     axes = {"N": data.N, "D": data.D} | ({"C": data.C} if data.C is not None else {})
@@ -122,7 +143,11 @@ def lack_of_fit(data: FitData, resid: Array, diag: dict[str, float]) -> list[Fit
             continue
         rho, p = spearmanr(np.log(x), resid)
         if p < SPEARMAN_P:
-            out.append(FitWarning("lack_of_fit", f"residual trend vs log {name}: Spearman {rho:.2f}, p = {p:.1e}"))
+            out.append(
+                FitWarning(
+                    "lack_of_fit", f"residual trend vs log {name}: Spearman {rho:.2f}, p = {p:.1e}"
+                )
+            )
     if np.isfinite(noise) and noise > 0 and mad > 3 * noise:
         out.append(FitWarning("lack_of_fit", f"residual MAD {mad:.3g} > 3x seed noise {noise:.3g}"))
     return out
@@ -142,7 +167,11 @@ def slice_saturation(data: FitData, this: str, other: str, levels: Array) -> lis
     noise = seed_noise(data)
     tol = 3 * noise if np.isfinite(noise) and noise > 0 else 0.01  # 1% without replicates
     if abs(gap) > tol:
-        return [FitWarning("slice_not_saturated", f"log L moves by {gap:.3g} between the two largest {other} levels")]
+        return [
+            FitWarning(
+                "slice_not_saturated", f"log L moves by {gap:.3g} between the two largest {other} levels"
+            )
+        ]
     return []
 
 

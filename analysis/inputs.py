@@ -62,7 +62,7 @@ class FitData:
 
     def subset(self, mask: NDArray[Any]) -> FitData:
         """Rows selected by a boolean mask or index array."""
-        pick = (lambda a: None if a is None else np.asarray(a)[mask])  # noqa: E731
+        pick = lambda a: None if a is None else np.asarray(a)[mask]
         return replace(
             self, N=self.N[mask], D=self.D[mask], L=self.L[mask], C=pick(self.C), seed=pick(self.seed),
             cell=self.cell[mask],
@@ -77,7 +77,9 @@ def _check(name: str, arr: Array, source: str, positive: bool = True) -> None:
     if not np.all(np.isfinite(arr)):
         raise FitError(f"{source}: column '{name}' has NaN or infinite values; drop or fix those rows")
     if positive and np.any(arr <= 0):
-        raise FitError(f"{source}: column '{name}' must be > 0 everywhere (scaling laws are fitted in log space)")
+        raise FitError(
+            f"{source}: column '{name}' must be > 0 everywhere (scaling laws are fitted in log space)"
+        )
 
 
 def from_arrays(
@@ -126,7 +128,7 @@ def from_frame(df: pd.DataFrame, source: str = "<DataFrame>") -> FitData:
         df["flops"].to_numpy(float) if "flops" in df.columns else None,
         df["seed"].to_numpy() if "seed" in df.columns else None,
         df["group"].astype(str).to_numpy(object) if "group" in df.columns else None,
-        source=source, d_unit=d_col.removeprefix("n_"),
+        source=source, d_unit=str(d_col).removeprefix("n_"),
     )  # fmt: skip
 
 
@@ -145,7 +147,9 @@ def load_points(path: str | Path) -> FitData:
     return from_frame(df, source=str(p))
 
 
-def from_cells(cells: pd.DataFrame, loss: str = "final", d_unit: str = "events", source: str = "catalog") -> FitData:
+def from_cells(
+    cells: pd.DataFrame, loss: str = "final", d_unit: str = "events", source: str = "catalog"
+) -> FitData:
     """Catalog ``finished_cells`` rows → FitData; unusable rows become ``exclusions`` with a reason."""
     if loss not in CATALOG_LOSS:
         raise FitError(f"{source}: unknown loss '{loss}'; allowed: final, smoothed")
@@ -173,16 +177,24 @@ def from_cells(cells: pd.DataFrame, loss: str = "final", d_unit: str = "events",
     if len(df) == 0:
         raise FitError(f"{source}: no finished cells with a finite {l_col}; nothing to fit")
     flops = df["flops"].to_numpy(float) if "flops" in df.columns and df["flops"].notna().all() else None
-    # Cluster = configuration (model, D level); seeds of one configuration share a cluster (§3.1).
+    # Cluster = configuration (planned N, D level); seeds of one configuration share a cluster (§3.1).
     cell = [f"{n:.6g}|{d:.6g}" for n, d in zip(df["n_params"], df[d_col], strict=True)]
+    d_vals = df[d_col].to_numpy(float)
+    if (
+        d_unit == "events" and "events_seen" in df.columns
+    ):  # D = events processed (§6.3); planned as fallback
+        seen = pd.to_numeric(df["events_seen"], errors="coerce").to_numpy(float)
+        d_vals = np.where(np.isfinite(seen) & (seen > 0), seen, d_vals)
     data = from_arrays(
-        df["n_params"].to_numpy(float), df[d_col].to_numpy(float), df[l_col].to_numpy(float), flops,
+        df["n_params"].to_numpy(float), d_vals, df[l_col].to_numpy(float), flops,
         df["seed"].to_numpy() if "seed" in df.columns else None, cell, source=source, d_unit=d_unit,
     )  # fmt: skip
     return replace(data, exclusions=tuple(excl))
 
 
-def as_fit_data(obj: FitData | pd.DataFrame | Mapping[str, ArrayLike] | tuple[ArrayLike, ...]) -> FitData:
+def as_fit_data(
+    obj: FitData | pd.DataFrame | Mapping[str, ArrayLike] | tuple[ArrayLike, ...],
+) -> FitData:
     """Accept FitData, a plain-table DataFrame, a mapping with keys N, D, L (C, seed, cell) or (N, D, L)."""
     if isinstance(obj, FitData):
         return obj

@@ -176,7 +176,11 @@ def numerical_allocation(
     ln = np.linspace(np.log(n_range[0]), np.log(n_range[1]), 4001)
     step = ln[1] - ln[0]
     log_d = (np.log(c)[:, None] - np.log(cost.k) - cost.p * ln[None, :]) / cost.q
-    L = params["E"] + params["A"] * np.exp(-params["alpha"] * ln) + params["B"] * np.exp(-params["beta"] * log_d)
+    L = (
+        params["E"]
+        + params["A"] * np.exp(-params["alpha"] * ln)
+        + params["B"] * np.exp(-params["beta"] * log_d)
+    )
     i = np.clip(L.argmin(axis=1), 1, len(ln) - 2)
     rows = np.arange(len(c))
     y0, y1, y2 = L[rows, i - 1], L[rows, i], L[rows, i + 1]

@@ -62,20 +62,31 @@ class Objective:
         """r_i = log L̂_i − log L_i, shape (n,)."""
         return predict_log(theta, self.log_x) - self.log_l
 
+    def _forward(self, theta: Array) -> tuple[Array, Array]:
+        """(log L̂ (n,), ∂ log L̂ / ∂θ (n, p)) from one pass over the LSE terms."""
+        k = self.log_x.shape[1]
+        terms = np.empty((len(self.log_l), k + 1))
+        terms[:, :k] = theta[:k] - theta[k + 1 :] * self.log_x
+        terms[:, k] = theta[k]
+        m = terms.max(axis=1)
+        w = np.exp(terms - m[:, None])
+        s = w.sum(axis=1)
+        w /= s[:, None]
+        jac = np.empty((len(self.log_l), 2 * k + 1))
+        jac[:, : k + 1] = w
+        jac[:, k + 1 :] = -w[:, :k] * self.log_x
+        return m + np.log(s), jac
+
     def jacobian(self, theta: Array) -> Array:
         """∂ log L̂ / ∂θ, shape (n, p): softmax weights of the LSE terms."""
-        k = self.log_x.shape[1]
-        terms = theta[:k] - theta[k + 1 :] * self.log_x
-        terms = np.column_stack([terms, np.full(len(self.log_l), theta[k])])
-        w = np.exp(terms - terms.max(axis=1, keepdims=True))
-        w /= w.sum(axis=1, keepdims=True)
-        return np.column_stack([w[:, :k], w[:, k], -w[:, :k] * self.log_x])
+        return self._forward(theta)[1]
 
     def __call__(self, theta: Array) -> tuple[float, Array]:
         """(f, ∇f) for ``scipy.optimize.minimize(..., jac=True)``."""
-        r = self.residuals(theta)
-        rho, psi = self._rho_psi(r)
-        return float(rho.sum()), self.jacobian(theta).T @ psi
+        pred, jac = self._forward(theta)
+        rho, psi = self._rho_psi(pred - self.log_l)
+        # einsum, not `psi @ jac`: a BLAS gemv here spawns OpenBLAS threads that thrash a shared CPU.
+        return float(rho.sum()), np.einsum("i,ij->j", psi, jac)
 
     def value(self, theta: Array) -> float:
         return float(self._rho_psi(self.residuals(theta))[0].sum())

@@ -9,7 +9,7 @@ Ronchetti 1994). At δ = 1e-3 it equals the normalised-Huber (≈ Laplace) profi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from scipy.optimize import brentq
 from scipy.stats import chi2, norm
 
+from analysis.blas import single_blas_thread
 from analysis.derived import quantity
 from analysis.fit import FitResult, polish
 from analysis.objective import robust_scale_factors
@@ -37,7 +38,7 @@ def covariance(fit: FitResult) -> Array:
     """Sandwich covariance of internal θ (p, p): τ²·(JᵀJ)⁻¹ (pseudo-inverse when singular)."""
     e_dpsi, e_psi2 = _scale_factors(fit)
     j = fit.problem.jacobian(fit.theta)
-    return (e_psi2 / e_dpsi**2) * np.linalg.pinv(j.T @ j)
+    return np.asarray((e_psi2 / e_dpsi**2) * np.linalg.pinv(j.T @ j), dtype=float)
 
 
 def _jac(fn: Callable[[Array], Array], theta: Array) -> Array:
@@ -73,8 +74,13 @@ def delta_interval(
     return (np.exp(est), np.exp(lo), np.exp(hi)) if log else (est, lo, hi)
 
 
-def log_prediction_band(fit: FitResult, level: float = 0.95, prediction: bool = False, **axes: Array) -> tuple[Array, Array]:
-    """Delta-method band for L̂ at ``axes``; ``prediction=True`` adds seed variance (a new run, §3.4)."""
+def log_prediction_band(
+    fit: FitResult, axes: Mapping[str, Array], level: float = 0.95, prediction: bool = False
+) -> tuple[Array, Array]:
+    """Delta-method band for L̂ at ``axes`` ({"N": …, "D": …}); ``prediction=True`` adds seed variance.
+
+    Confidence band (mean law) by default; the prediction band is for a new run (§3.4).
+    """
     from analysis.diagnostics import seed_noise
     from analysis.laws import predict_log
 
@@ -118,7 +124,10 @@ def lr_calibration(fit: FitResult) -> float:
     return e_dpsi / max(e_psi2, 1e-300)
 
 
-def profile_interval(fit: FitResult, name: str, level: float = 0.95, max_steps: int = 40) -> ProfileInterval:
+@single_blas_thread
+def profile_interval(
+    fit: FitResult, name: str, level: float = 0.95, max_steps: int = 40
+) -> ProfileInterval:
     """Profile-likelihood interval for a parameter of the form (E, A, B, alpha, beta, …)."""
     law = fit.law
     idx_name = name if name in law.exp_names else f"log_{name}"
@@ -158,9 +167,13 @@ def profile_interval(fit: FitResult, name: str, level: float = 0.95, max_steps: 
         else:
             ends.append(float("nan"))
         opens.append(not closed)
-    pts = tuple(sorted((u, 2.0 * (fit.problem.value(x) - fit.objective) * calib) for u, x in warm.items()))
+    pts = tuple(
+        sorted((u, 2.0 * (fit.problem.value(x) - fit.objective) * calib) for u, x in warm.items())
+    )
     tr = np.exp if idx_name.startswith("log_") else (lambda u: u)
-    return ProfileInterval(name, float(tr(fit.theta[j])), float(tr(ends[0])), float(tr(ends[1])), opens[0], opens[1], pts)
+    return ProfileInterval(
+        name, float(tr(fit.theta[j])), float(tr(ends[0])), float(tr(ends[1])), opens[0], opens[1], pts
+    )
 
 
 def compare_to(fit: FitResult, params: dict[str, float]) -> tuple[float, float]:
@@ -197,7 +210,9 @@ class BootstrapResult:
         """A parameter or derived quantity for every usable draw, (B_ok,) or (B_ok, len(C))."""
         return np.array([quantity(self.fit.law, th, name, C, k) for th in self.thetas[self.ok]])
 
-    def ci(self, name: str, level: float = 0.95, C: float | Array | None = None, k: float = 6.0) -> tuple[Array, Array]:
+    def ci(
+        self, name: str, level: float = 0.95, C: float | Array | None = None, k: float = 6.0
+    ) -> tuple[Array, Array]:
         """Percentile interval (lo, hi)."""
         v = self.values(name, C, k)
         q = 100 * np.array([0.5 - level / 2, 0.5 + level / 2])
@@ -212,7 +227,9 @@ class BootstrapResult:
         return lo, hi
 
 
-def resample_indices(cells: NDArray[np.intp], runs: NDArray[np.intp], rng: np.random.Generator) -> NDArray[np.intp]:
+def resample_indices(
+    cells: NDArray[np.intp], runs: NDArray[np.intp], rng: np.random.Generator
+) -> NDArray[np.intp]:
     """Two-level cluster resample: cells with replacement, then runs within each drawn cell.
 
     Rows of one run (its checkpoints) always move together.
@@ -227,7 +244,10 @@ def resample_indices(cells: NDArray[np.intp], runs: NDArray[np.intp], rng: np.ra
     return np.concatenate(out)
 
 
-def bootstrap(fit: FitResult, n_boot: int = 1000, seed: int = 0, vp_restart: bool = True) -> BootstrapResult:
+@single_blas_thread
+def bootstrap(
+    fit: FitResult, n_boot: int = 1000, seed: int = 0, vp_restart: bool = True
+) -> BootstrapResult:
     """Cluster bootstrap of ``fit`` (§3.1): each draw is polished from θ̂ and from a coarse VP start."""
     rng = np.random.default_rng(seed)
     cells = fit.data.cell_ids()

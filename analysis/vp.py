@@ -24,7 +24,7 @@ VP_GRID = np.round(np.arange(0.01, 2.5 + 1e-9, VP_STEP), 10)  # 250 values, the 
 
 def _gram(log_x: Array, y: Array, w: Array, grid: Array) -> tuple[Array, Array]:
     """Weighted Gram matrices (M, p, p) and right-hand sides (M, p) for every grid combination."""
-    n, k = log_x.shape
+    _n, k = log_x.shape
     powers = [np.exp(-grid[:, None] * log_x[None, :, j]) for j in range(k)]  # each (G, n)
     g = len(grid)
     m = g**k
@@ -47,7 +47,9 @@ def _gram(log_x: Array, y: Array, w: Array, grid: Array) -> tuple[Array, Array]:
 def nnls_batch(gram: Array, rhs: Array, yy: float) -> tuple[Array, Array]:
     """Exact NNLS for many small normal-equation systems: returns x (M, p) ≥ 0 and the weighted SSE."""
     m, p = rhs.shape
-    scale = np.sqrt(np.maximum(np.einsum("mii->mi", gram), 1e-300))  # Jacobi scaling: columns span 1e-25…1
+    scale = np.sqrt(
+        np.maximum(np.einsum("mii->mi", gram), 1e-300)
+    )  # Jacobi scaling: columns span 1e-25…1
     gs = gram / (scale[:, :, None] * scale[:, None, :])
     hs = rhs / scale
     best_x = np.zeros((m, p))
@@ -66,7 +68,9 @@ def nnls_batch(gram: Array, rhs: Array, yy: float) -> tuple[Array, Array]:
     return best_x / scale, best_sse
 
 
-def vp_grid(log_x: Array, loss: Array, e_bounds: tuple[float, float], grid: Array = VP_GRID) -> tuple[Array, Array]:
+def vp_grid(
+    log_x: Array, loss: Array, e_bounds: tuple[float, float], grid: Array = VP_GRID
+) -> tuple[Array, Array]:
     """VP over the exponent grid: internal θ for every combination (M, p) and its weighted SSE (M,).
 
     ``log_x``: (n, K) log axes; ``loss``: (n,) linear loss. Zero coefficients are clipped to the

@@ -70,7 +70,7 @@ def test_noise_metrics() -> None:
 
 
 def test_bad_labels_raise() -> None:
-    with pytest.raises(ValueError, match="0..4"):
+    with pytest.raises(ValueError, match=r"0\.\.4"):
         confusion_matrix(np.array([5]), np.array([0]), 5)
     with pytest.raises(ValueError, match="shape"):
         pid_metrics(np.array([1, 2]), np.array([1]))

@@ -95,7 +95,8 @@ def test_merged_50_50_tie_goes_to_smaller_particle_id() -> None:
     # particles 2 and 1, 5 hits each, in one track: majority tie → particle 1
     truth, pred = _ev((2, 0, 5), (1, 0, 5))
     strict, geq = match_event(truth, pred), match_event(truth, pred, GEQ)
-    assert strict.track_major.tolist() == [1] and geq.track_major.tolist() == [1]
+    assert strict.track_major.tolist() == [1]
+    assert geq.track_major.tolist() == [1]
     # strict: 5/10 not > 0.5 → fake; ≥: 5/10 ≥ 0.5 and 5/5 → matched to particle 1
     assert strict.track_matched.tolist() == [False]
     assert geq.track_matched.tolist() == [True]
@@ -195,6 +196,31 @@ def test_trackml_ignores_short_particles_and_needs_strict_majority() -> None:
 
 def test_empty_and_shape_mismatch() -> None:
     m = evaluate_tracking([])
-    assert m["n_events"] == 0 and np.isnan(m["ari"])
+    assert m["n_events"] == 0
+    assert np.isnan(m["ari"])
     with pytest.raises(ValueError, match="differ"):
         evaluate_tracking([TrackingEvent(np.zeros(3), np.zeros(2))])
+
+
+def test_ari_equals_sklearn() -> None:
+    from sklearn.metrics import adjusted_rand_score as sk_ari
+
+    from fm4npp.eval.metrics_tracking import adjusted_rand_score
+
+    rng = np.random.default_rng(0)
+    cases = [(np.array([3]), np.array([-1])), (np.zeros(5), np.arange(5)), (np.arange(4), np.arange(4))]
+    cases += [(np.zeros(6), np.zeros(6)), (np.array([1, 1, 2, 2]), np.array([0, 0, 0, 0]))]
+    for _ in range(20):
+        n = int(rng.integers(2, 300))
+        t = rng.integers(0, int(rng.integers(1, 20)), n)
+        cases.append((t, np.where(rng.random(n) < 0.8, t * 7 - 3, rng.integers(-1, 25, n))))
+    for t, y in cases:
+        assert adjusted_rand_score(t, y) == pytest.approx(sk_ari(t, y), abs=1e-12)
+
+
+def test_pooled_ari_uses_event_unique_labels() -> None:
+    # two events, each perfectly reconstructed with the same ids 1 and 5: pooled ARI is 1 only
+    # because labels are made unique per event (otherwise particle 1 of both events would merge)
+    t1, y1 = _ev((1, 5, 6), (2, 6, 6))
+    m = evaluate_tracking([TrackingEvent(t1, y1), TrackingEvent(t1, y1[::-1].copy())])
+    assert m["ari_pooled"] == pytest.approx(1.0)

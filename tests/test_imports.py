@@ -54,7 +54,7 @@ def test_analysis_never_imports_torch_or_training_layers() -> None:
                 assert name.startswith(allowed_fm4npp), f"{path} imports {name}"
 
 
-LAYERS = {"config": 0, "errors": 0, "data": 0, "model": 1, "store": 1, "train": 2, "eval": 2, "sweep": 3, "cli": 4}
+LAYERS = {"config": 0, "errors": 0, "atomic": 0, "data": 0, "model": 1, "store": 1, "train": 2, "eval": 2, "sweep": 3, "cli": 4}
 
 
 def test_fm4npp_layers_import_downward() -> None:

@@ -1,9 +1,86 @@
-"""CLI commands: data (stub until its issue lands)."""
+"""CLI commands: ``data generate``, ``data stats``, ``data convert-tpcpp``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's subcommands to the top-level parser."""
+    data = sub.add_parser("data", help="generate, inspect and convert event data")
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    gen = dsub.add_parser("generate", help="PYTHIA 8 (or particle gun) + fast TPC simulation → shards")
+    gen.add_argument("--events", type=int, required=True, help="number of events")
+    gen.add_argument("--out", type=Path, required=True, help="new output directory")
+    gen.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    gen.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    gen.add_argument("--tune", default="default", help="PYTHIA tune: default, sphenix_mb, detroit")
+    gen.add_argument("--gun", action="store_true", help="particle gun instead of PYTHIA (no noise)")
+    gen.add_argument("--gun-multiplicity", default="5-15", help="N or MIN-MAX tracks per gun event")
+    gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    gen.set_defaults(func=_generate)
+
+    st = dsub.add_parser("stats", help="summary statistics (and figures) of a shard set")
+    st.add_argument("path", type=Path, help="shard set directory")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    st.add_argument("--plots", type=Path, default=None, help="write PNG figures into this directory")
+    st.set_defaults(func=_stats)
+
+    conv = dsub.add_parser("convert-tpcpp", help="convert a TPCpp-10M split (npz) to shards")
+    conv.add_argument("src", type=Path, help="split directory with spacepoints*.npz")
+    conv.add_argument("--out", type=Path, required=True, help="new output directory")
+    conv.add_argument("--max-hits", type=int, default=3200, help="drop events above (0: keep all)")
+    conv.set_defaults(func=_convert)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from fm4npp.data.generate import generate_dataset
+    from fm4npp.data.gun import GunConfig, parse_multiplicity
+
+    gun = GunConfig(multiplicity=parse_multiplicity(args.gun_multiplicity)) if args.gun else None
+    shard_set = generate_dataset(
+        args.out, args.events, args.seed, workers=args.workers, gun=gun,
+        progress=not args.no_progress, tune=args.tune,
+    )  # fmt: skip
+    print(f"wrote {len(shard_set)} events to {args.out}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from fm4npp.data.stats import summarize_shards
+
+    summary = summarize_shards(args.path)
+    if args.plots is not None:
+        from fm4npp.data.plots import write_figures
+        from fm4npp.data.shards import ShardSet
+
+        shard_set = ShardSet(args.path)
+        events = shard_set.read_events(shard_set.event_ids[:2000])  # figures need ≤ 2,000 events
+        summary["plots"] = [str(p) for p in write_figures(events, args.plots)]
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+        return 0
+    for key, value in summary.items():
+        if key == "metadata":
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, dict):
+            value = ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+            )
+        print(f"{key:30s} {value}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from fm4npp.data.tpcpp import convert_tpcpp
+
+    shard_set, dropped = convert_tpcpp(args.src, args.out, max_hits=args.max_hits or None)
+    print(
+        f"wrote {len(shard_set)} events to {args.out} ({dropped} dropped above {args.max_hits} points)"
+    )
+    return 0

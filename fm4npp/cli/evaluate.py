@@ -33,10 +33,16 @@ def _register_score_tracks(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--tracks", required=True, metavar="TRACKS", help="hit → track assignment table")
     p.add_argument("--particles", metavar="PARTICLES", help="particle table (enables pT/η metrics)")
     p.add_argument(
-        "--min-hits", type=int, default=5, help="hits a particle (and a candidate track) needs (default 5)"
+        "--min-hits",
+        type=int,
+        default=5,
+        help="hits a truth particle needs to count for efficiency (default 5)",
     )
     p.add_argument(
-        "--min-track-hits", type=int, default=None, help="hits a candidate track needs (default: --min-hits)"
+        "--min-track-hits",
+        type=int,
+        default=3,
+        help="hits a candidate track needs for purity, fake and duplicate rates (default 3)",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=_score_tracks)
@@ -52,10 +58,14 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def _score_tracks(args: argparse.Namespace) -> int:
-    from fm4npp.eval.scoring import score_tracks  # noqa: PLC0415 - keeps CLI start-up light
+    from fm4npp.eval.scoring import score_tracks  # pandas/sklearn load only when run
 
     metrics = score_tracks(
-        args.hits, args.tracks, args.particles, min_hits=args.min_hits, min_track_hits=args.min_track_hits
+        args.hits,
+        args.tracks,
+        args.particles,
+        min_hits=args.min_hits,
+        min_track_hits=args.min_track_hits,
     )
     if args.json:
         print(json.dumps({k: _finite_or_none(v) for k, v in metrics.items()}, allow_nan=False))
@@ -87,8 +97,8 @@ _TABLE_ROWS = (
 
 
 def _print_table(metrics: dict[str, Any]) -> None:
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    from rich.console import Console
+    from rich.table import Table
 
     table = Table(
         title="score-tracks",
@@ -116,8 +126,38 @@ def _print_table(metrics: dict[str, Any]) -> None:
 
 
 def _register_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Placeholder for the ``evaluate`` subcommand (downstream adapters of trained cells).
+    """``evaluate``: downstream adapters of one trained cell, or the study's baselines (SPEC §8–10)."""
+    p = sub.add_parser(
+        "evaluate",
+        help="train and test the downstream adapters of a cell (or the study baselines)",
+        description=(
+            "Frozen-backbone evaluation: tracking, PID and noise adapters trained per labelled-set size "
+            "and adapter seed, selected on the validation split, tested once on the test split. Writes "
+            "runs/CELL/eval/downstream.parquet, or baselines/eval/*.parquet with --baselines "
+            "(adapter-only per model size, random embedding, Hough)."
+        ),
+    )
+    p.add_argument(
+        "--study", required=True, metavar="STUDY_DIR", help="study directory (results/<study>)"
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cell", metavar="CELL_ID", help="evaluate this trained cell")
+    which.add_argument("--baselines", action="store_true", help="evaluate the study's baselines")
+    p.set_defaults(func=_evaluate)
 
-    The issue that adds it replaces this body with ``sub.add_parser("evaluate", ...)`` and a handler;
-    until then it registers nothing.
-    """
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from fm4npp.train.downstream import evaluate_study_baselines, evaluate_study_cell
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.baselines:
+        names = evaluate_study_baselines(Path(args.study))
+        print(f"baselines written to {Path(args.study) / 'baselines' / 'eval'}: {', '.join(names)}")
+        return 0
+    summary = evaluate_study_cell(Path(args.study), args.cell)
+    for key, value in summary.items():
+        print(f"{key:24s} {value:.4f}" if isinstance(value, float) else f"{key:24s} {value}")
+    return 0

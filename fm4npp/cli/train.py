@@ -1,9 +1,84 @@
-"""CLI commands: train (stub until its issue lands)."""
+"""CLI command: ``train`` — pretrain one cell in the foreground (resumes from its last checkpoint).
+
+    fm4npp-sweep train --config runs/<cell>/config.yaml        # a resolved RunConfig
+    fm4npp-sweep train --study results/<study> --cell <cell>   # the config ``submit`` wrote
+
+SIGTERM and SIGUSR2 (SLURM's pre-time-limit signal) ask the loop to checkpoint at the next step
+boundary and exit with status 75 (EX_TEMPFAIL: run the same command again to resume).
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
+from pathlib import Path
+
+EXIT_RESUMABLE = 75  # sysexits.h EX_TEMPFAIL: stopped cleanly, run again to resume
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's subcommands to the top-level parser."""
+    p = sub.add_parser(
+        "train",
+        help="pretrain one cell here (resumes from checkpoints/last.pt)",
+        description="Pretrain one cell in this process and print the path of its summary.json.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--config", metavar="RUN_CONFIG_YAML", help="a resolved run config (runs/<cell>/config.yaml)"
+    )
+    src.add_argument(
+        "--study", metavar="STUDY_DIR", help="study directory holding runs/<cell>/config.yaml"
+    )
+    p.add_argument("--cell", metavar="CELL_ID", help="cell id (with --study)")
+    p.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        help="run directory (default: the config file's directory, or STUDY_DIR/runs/CELL_ID)",
+    )
+    p.add_argument(
+        "--max-steps", type=int, metavar="N", help="cap the run at N optimiser steps (smoke tests)"
+    )
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), help="force the CPU or CUDA (default: CUDA when available)"
+    )
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from fm4npp.errors import ConfigError
+
+    if args.study is not None:
+        if not args.cell:
+            raise ConfigError("train: --study needs --cell CELL_ID")
+        config = Path(args.study) / "runs" / args.cell / "config.yaml"
+    else:
+        if args.cell:
+            raise ConfigError("train: --cell goes with --study, not with --config")
+        config = Path(args.config)
+    if args.max_steps is not None and args.max_steps <= 0:
+        raise ConfigError(f"train: --max-steps must be > 0, got {args.max_steps}")
+    run_dir = Path(args.run_dir) if args.run_dir else config.parent
+
+    from fm4npp.train.pretrain import Interrupted, pretrain, read_run_config
+
+    stop = {"requested": False}
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop["requested"] = True
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGUSR2", None)):
+        if sig is not None:
+            signal.signal(sig, request_stop)
+    try:
+        pretrain(
+            read_run_config(config),
+            run_dir,
+            should_stop=lambda: stop["requested"],
+            max_steps=args.max_steps,
+        )
+    except Interrupted as stopped:
+        print(f"fm4npp-sweep: {stopped}")
+        return EXIT_RESUMABLE
+    print(run_dir / "summary.json")
+    return 0

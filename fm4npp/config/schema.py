@@ -95,6 +95,7 @@ class EvalConfig:
     batch_events: int = 16
     lr: float = 1e-3
     n_queries: int = 150  # MaskFormer queries (SPEC §8)
+    head_width: int = 256  # adapter width (SPEC §8); 64 keeps CPU quickstarts fast
     min_hits: int = 5  # particles/tracks counted by the tracking metrics (SPEC §9)
     baselines: tuple[Literal["adapter_only", "random_embedding", "hough"], ...] = (
         "adapter_only",

@@ -70,7 +70,8 @@ def gun_particles(
     if cfg.fixed_pt_gev is not None:
         pt = np.full(n, cfg.fixed_pt_gev)
     else:
-        pt = np.exp(rng.uniform(*np.log(cfg.pt_range_gev), size=n))
+        lo, hi = np.log(cfg.pt_range_gev)
+        pt = np.exp(rng.uniform(float(lo), float(hi), size=n))
     eta = rng.uniform(-cfg.eta_max, cfg.eta_max, size=n)
     phi = rng.uniform(-np.pi, np.pi, size=n)
     if cfg.smear_vertex:

@@ -105,7 +105,7 @@ class PythiaDriver:
 
 def _charged_rows(event: object, event_index: int) -> list[tuple[float, ...]]:
     """(event, pdg, q, m, px, py, pz, vx, vy, vz [cm], s_max [cm], 0) of each kept particle."""
-    rows = []
+    rows: list[tuple[float, ...]] = []
     for pa in event:  # type: ignore[attr-defined]
         if not pa.isCharged():
             continue

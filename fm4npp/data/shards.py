@@ -48,7 +48,7 @@ def _write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
     table = table.replace_schema_metadata({VERSION_KEY: str(SCHEMA_VERSION).encode()})
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def _sorted_by_event(cols: dict[str, np.ndarray], columns: dict[str, str]) -> dict[str, np.ndarray]:
@@ -104,7 +104,7 @@ def finalize(directory: Path, shards: list[ShardInfo], metadata: dict[str, Any])
     }
     tmp = directory / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, directory / MANIFEST)
+    tmp.replace(directory / MANIFEST)
 
 
 def staging_dir(out_dir: Path) -> Path:
@@ -125,7 +125,7 @@ def commit_dir(stage: Path, out_dir: Path) -> None:
     """Move a finished staging directory to ``out_dir`` (which is absent or empty)."""
     if Path(out_dir).exists():
         Path(out_dir).rmdir()
-    os.replace(stage, out_dir)
+    stage.replace(out_dir)
 
 
 def _read(path: Path, what: str) -> pa.Table:

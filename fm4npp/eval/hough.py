@@ -9,12 +9,13 @@ on the circle of signed curvature κ and initial direction φ0 iff sin(φ − φ
    transverse arc length from the origin, keeping the hits near the best line;
 3. refits the circle through the origin (linear least squares) and the line z(s), collects every
    still-free hit within tolerance of the helix, keeps one hit per pad row (smallest residual),
-   refits and collects once more;
+   refits and collects once more, now also on later turns and the return branch of loopers;
+   a candidate needs hits on at least half of the rows its helix crosses;
 4. accepts the track if it has ≥ ``min_hits`` hits, removes them (their votes are subtracted), and
    repeats; a seed that fails is blocked.
 
-Numpy only. It finds primaries on their outgoing branch; displaced tracks, return branches of loopers
-and curlers stay unassigned (−1) or become fakes.
+Numpy only. Displaced tracks (conversions, V0 daughters) and curlers stay unassigned (−1) or become
+fakes.
 """
 
 from __future__ import annotations
@@ -46,13 +47,17 @@ class HoughConfig:
     pt_min_gev: float = 0.15  # below ~0.158 GeV a track does not reach the last row (SPEC §2.1)
     n_kappa: int = 64
     n_phi: int = 256
-    z0_max_cm: float = 30.0  # 3 σ of the p+p vertex spread σz = 10 cm
-    n_z0: int = 60
-    cot_max: float = 1.5  # |η| < 1.1 → |cot θ| < 1.34
-    n_cot: int = 120
-    tol_xy_cm: float = 0.4
+    z0_max_cm: float = 40.0  # 4 σ of the p+p vertex spread σz = 10 cm (SPEC §2.1)
+    n_z0: int = 80
+    cot_max: float = 3.0  # forward tracks leaving through the end cap reach |η| ≈ 1.8
+    n_cot: int = 240
+    tol_xy_cm: float = 0.5
     tol_z_cm: float = 1.0
     min_hits: int = 5
+    min_row_fraction: float = 0.5  # hits on ≥ half the rows the helix crosses (sector gaps ≈ 4 %)
+    looper_diameter_cm: float = 90.0  # 2R below the EMCal face (SPEC §3.4): the track turns back
+    max_turns: int = 8  # turns searched either way from the seed segment (SPEC §3.4 simulates 4)
+    max_failures: int = 3  # failed seeds after which a hit stops voting
     max_seeds: int = 200
 
 
@@ -107,7 +112,9 @@ class _Finder:
         pbin = np.floor((phi0 + np.pi) / self.dphi).astype(np.int64) % cfg.n_phi
         codes = np.arange(cfg.n_kappa)[None, :] * cfg.n_phi + pbin
         self.codes = np.where(ok, codes, -1)  # (n_hits, n_kappa), −1 = no vote
-        self.active = np.ones(len(x), dtype=bool)
+        self.active = np.ones(len(x), dtype=bool)  # not yet on a track
+        self.voting = np.ones(len(x), dtype=bool)  # still in the accumulator
+        self.failures = np.zeros(len(x), dtype=np.int64)
         self.acc = self._votes(self.active).reshape(cfg.n_kappa, cfg.n_phi)
         self.blocked = np.zeros_like(self.acc, dtype=bool)
         self.smoothed = _box3(self.acc)  # recomputed only when hits are removed
@@ -122,17 +129,29 @@ class _Finder:
             return None
         return divmod(flat, self.cfg.n_phi)
 
-    def block(self, k: int, p: int) -> None:
+    def block(self, k: int, p: int, hits: np.ndarray) -> None:
+        """A seed failed: block its bins; hits of ``max_failures`` failed seeds stop voting (curler
+        blobs: dense stacks of hits that seed many circles) but can still join a track."""
+        self.failures[hits] += 1
+        self._unvote(hits[self.failures[hits] >= self.cfg.max_failures])
         ks = slice(max(k - 1, 0), k + 2)
         for dp in (-1, 0, 1):
             self.blocked[ks, (p + dp) % self.cfg.n_phi] = True
         self.smoothed[self.blocked] = -1
 
     def remove(self, hits: np.ndarray) -> None:
+        """Assign ``hits``: they leave the accumulator and the pool of free hits."""
+        self._unvote(hits)
+        self.active[hits] = False
+
+    def _unvote(self, hits: np.ndarray) -> None:
         mask = np.zeros(len(self.active), dtype=bool)
         mask[hits] = True
+        mask &= self.voting
+        if not mask.any():
+            return
         self.acc -= self._votes(mask).reshape(self.acc.shape)
-        self.active[hits] = False
+        self.voting[mask] = False
         self.smoothed = _box3(self.acc)
         self.smoothed[self.blocked] = -1
 
@@ -163,25 +182,71 @@ class _Finder:
         zb, cb = divmod(int(np.argmax(acc)), cfg.n_cot)
         best_cot = -cfg.cot_max + (cb + 0.5) * dcot
         tol = cfg.tol_z_cm + 1.5 * dcot * s + (z0[1] - z0[0])
-        return idx[np.abs(self.z[idx] - z0[zb] - best_cot * s) < tol]
+        sel = np.abs(self.z[idx] - z0[zb] - best_cot * s) < tol
+        for scale in (2.0, 1.0):  # refine the line on its own hits: crossing tracks drop out
+            if sel.sum() < 2:
+                break
+            line_z0, line_cot = _fit_line(s[sel], self.z[idx][sel])
+            sel = np.abs(self.z[idx] - line_z0 - line_cot * s) < scale * cfg.tol_z_cm
+        return idx[sel]
 
-    def collect(self, idx: np.ndarray) -> np.ndarray:
-        """Refit a helix to ``idx`` and return the free hits near it, one per pad row."""
-        cfg = self.cfg
+    def _robust_circle(self, idx: np.ndarray) -> tuple[float, float] | None:
+        """Circle through the origin fitted to ``idx``, refitted twice without the hits beyond the
+        tolerance (or the worst 30 %), so a few hits of a crossing track do not pull it."""
         centre = _fit_circle_origin(self.x[idx], self.y[idx])
+        for _ in range(2):
+            if centre is None:
+                return None
+            res = np.abs(np.hypot(self.x[idx] - centre[0], self.y[idx] - centre[1]) - np.hypot(*centre))
+            cut = max(self.cfg.tol_xy_cm, float(np.quantile(res, 0.7)))
+            if (res <= self.cfg.tol_xy_cm).all() or (res <= cut).sum() < 3:
+                break
+            idx = idx[res <= cut]
+            centre = _fit_circle_origin(self.x[idx], self.y[idx])
+        return centre
+
+    def collect(self, idx: np.ndarray, extend: bool = False) -> np.ndarray:
+        """Refit a helix to ``idx`` and return the free hits near it, one per pad row and turn.
+
+        With ``extend`` and a helix that turns back inside the TPC (2R < ``looper_diameter_cm``), hits
+        on later turns and on the return branch count too: z = z0 + cot θ · R · (t + 2πk), t the
+        turning angle on the circle, |k| ≤ ``max_turns``. An empty result means the fit failed or
+        too few of the rows the helix crosses carry a hit.
+        """
+        cfg = self.cfg
+        centre = self._robust_circle(idx)
         if centre is None:
             return idx[:0]
-        radius = float(np.hypot(*centre))
+        cx, cy = centre
+        radius = float(np.hypot(cx, cy))
         z0, cot = _fit_line(_arc_length(self.r[idx], radius), self.z[idx])
-        free = np.flatnonzero(self.active & (self.r <= 2.0 * radius))
-        res_xy = np.abs(np.hypot(self.x[free] - centre[0], self.y[free] - centre[1]) - radius)
-        res_z = np.abs(self.z[free] - z0 - cot * _arc_length(self.r[free], radius))
-        ok = (res_xy < cfg.tol_xy_cm) & (res_z < cfg.tol_z_cm)
-        free = free[ok]
-        score = (res_xy[ok] / cfg.tol_xy_cm) ** 2 + (res_z[ok] / cfg.tol_z_cm) ** 2
-        order = np.lexsort((score, self.layer[free]))
-        keep = order[np.unique(self.layer[free][order], return_index=True)[1]]
-        return free[keep]
+        free = np.flatnonzero(self.active & (self.r <= 2.0 * radius + cfg.tol_xy_cm))
+        res_xy = np.abs(np.hypot(self.x[free] - cx, self.y[free] - cy) - radius)
+        free, res_xy = free[res_xy < cfg.tol_xy_cm], res_xy[res_xy < cfg.tol_xy_cm]
+        # turning angle t ∈ [0, 2π) from the origin, sense of rotation taken from the fitted hits
+        a0 = np.arctan2(-cy, -cx)
+        sense = (
+            1.0 if np.median(_wrap(np.arctan2(self.y[idx] - cy, self.x[idx] - cx) - a0)) >= 0 else -1.0
+        )
+        t = np.mod(sense * (np.arctan2(self.y[free] - cy, self.x[free] - cx) - a0), 2.0 * np.pi)
+        looper = extend and 2.0 * radius < cfg.looper_diameter_cm
+        turns = np.arange(-cfg.max_turns, cfg.max_turns + 1) if looper else np.zeros(1)
+        dz = self.z[free][:, None] - z0 - cot * radius * (t[:, None] + 2.0 * np.pi * turns[None, :])
+        k = np.abs(dz).argmin(axis=1)
+        res_z = np.abs(dz[np.arange(len(free)), k])
+        outgoing = t < np.pi
+        ok = (res_z < cfg.tol_z_cm) & (outgoing | looper)
+        free, res_xy, res_z, k, outgoing = free[ok], res_xy[ok], res_z[ok], k[ok], outgoing[ok]
+        score = (res_xy / cfg.tol_xy_cm) ** 2 + (res_z / cfg.tol_z_cm) ** 2
+        key = (self.layer[free] * len(turns) + k) * 2 + outgoing  # one hit per row, turn and branch
+        order = np.lexsort((score, key))
+        keep = free[order[np.unique(key[order], return_index=True)[1]]]
+        # rows the outgoing branch crosses inside the drift volume (SPEC §2.1: |z| < 105.5 cm)
+        radii = ROW_RADII_CM
+        rows = radii[radii <= 2.0 * radius]
+        crossed = int((np.abs(z0 + cot * _arc_length(rows, radius)) < 105.5).sum())
+        n_rows = len(np.unique(self.layer[keep]))
+        return keep if n_rows >= cfg.min_row_fraction * crossed else keep[:0]
 
 
 def find_tracks(
@@ -211,15 +276,15 @@ def find_tracks(
         if seed is None:
             break
         k, p = seed
-        hits = f.seed_hits(k, p)
+        hits = seeded = f.seed_hits(k, p)
         if len(hits) >= config.min_hits:
             hits = f.z_hough(hits, float(f.kappa[k]))
         if len(hits) >= max(config.min_hits, 3):
             hits = f.collect(hits)
         if len(hits) >= config.min_hits:
-            hits = f.collect(hits)  # second pass with the refined helix
+            hits = f.collect(hits, extend=True)  # refined helix, later turns of loopers
         if len(hits) < config.min_hits:
-            f.block(k, p)
+            f.block(k, p, seeded)
             continue
         labels[hits] = n_tracks
         n_tracks += 1

@@ -2,7 +2,8 @@
 fake and duplicate rates, hit efficiency/purity, TrackML score.
 
 Per event: truth id T_i (0 = noise), prediction Y_i (−1 = unassigned). Matching counts are pooled over
-events, then divided; ARI is computed per event and averaged (the convention that reproduces FM4NPP).
+events, then divided; ARI is computed per event and averaged (the convention that reproduces FM4NPP),
+with a numpy copy of ``sklearn.metrics.adjusted_rand_score`` that gives identical values 10× faster.
 
 Project defaults (SPEC §9, always stated next to a number): candidate tracks need ≥ 5 hits, selected
 particles ≥ 5 hits, strict > 0.5 majority both ways, noise excluded from truth particles.
@@ -14,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 
 from fm4npp.eval.trackml_score import trackml_event_score, trackml_weights, uniform_weights
 
@@ -27,7 +27,7 @@ class MatchConfig:
     """Thresholds of double-majority matching. ``strict``: fractions must exceed ``fraction``
     (TrackML/Exa.TrkX); otherwise ≥ (ACTS ``TrackTruthMatcher``)."""
 
-    min_track_hits: int = 5
+    min_track_hits: int = 3  # purity/fake/duplicate over tracks with ≥ 3 hits (issue 7; SPEC §9)
     min_particle_hits: int = 5
     fraction: float = 0.5
     strict: bool = True
@@ -123,6 +123,25 @@ def match_event(truth: np.ndarray, pred: np.ndarray, config: MatchConfig = Match
     )
 
 
+def adjusted_rand_score(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
+    """ARI exactly as ``sklearn.metrics.adjusted_rand_score`` (pair-confusion form, same special
+    cases; a test checks equality), without sklearn's per-call validation (~3 ms per call)."""
+    n = len(labels_true)
+    _, t = np.unique(labels_true, return_inverse=True)
+    _, y = np.unique(labels_pred, return_inverse=True)
+    _, pair_counts = np.unique(t.astype(np.int64) * (int(y.max(initial=0)) + 1) + y, return_counts=True)
+    sum_sq = int((pair_counts.astype(np.int64) ** 2).sum())
+    rows = int((np.bincount(t).astype(np.int64) ** 2).sum())
+    cols = int((np.bincount(y).astype(np.int64) ** 2).sum())
+    tp = sum_sq - n
+    fp = cols - sum_sq  # sklearn's C[0, 1]
+    fn = rows - sum_sq  # sklearn's C[1, 0]
+    tn = n * n - fp - fn - sum_sq
+    if fn == 0 and fp == 0:
+        return 1.0
+    return 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
+
+
 def _singletons(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Give every masked entry a label of its own (distinct from all kept labels)."""
     out = labels.astype(np.int64, copy=True)
@@ -144,9 +163,9 @@ def ari_event(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         return {"all": nan, "signal": nan, "singleton": nan}
     sig = truth != 0
     return {
-        "all": float(adjusted_rand_score(truth, pred)),
-        "signal": float(adjusted_rand_score(truth[sig], pred[sig])) if sig.any() else nan,
-        "singleton": float(adjusted_rand_score(_singletons(truth, ~sig), _singletons(pred, pred < 0))),
+        "all": adjusted_rand_score(truth, pred),
+        "signal": adjusted_rand_score(truth[sig], pred[sig]) if sig.any() else nan,
+        "singleton": adjusted_rand_score(_singletons(truth, ~sig), _singletons(pred, pred < 0)),
     }
 
 
@@ -222,13 +241,12 @@ def _matching_summary(c: dict[str, np.ndarray], config: MatchConfig, suffix: str
     found = c["matched"] > 0
     n_cand = len(c["t_matched"])
     n_matched = float(c["t_matched"].sum())
-    out = {
+    return {
         f"efficiency{suffix}": _ratio(float(found[sel].sum()), float(sel.sum())),
         f"purity{suffix}": _ratio(n_matched, n_cand),
         f"fake_rate{suffix}": _ratio(n_cand - n_matched, n_cand),
         f"duplicate_rate{suffix}": _ratio(float(c["t_duplicate"].sum()), n_cand),
     }
-    return out
 
 
 def evaluate_tracking(
@@ -246,7 +264,9 @@ def evaluate_tracking(
     ``trackml_score_uniform`` (per-event mean); ``n_events``, ``n_particles`` (selected), ``n_tracks``
     (candidates), ``min_track_hits``, ``min_particle_hits``. pT/η metrics are NaN without a particle table.
     """
-    geq = MatchConfig(config.min_track_hits, config.min_particle_hits, config.fraction, not config.strict)
+    geq = MatchConfig(
+        config.min_track_hits, config.min_particle_hits, config.fraction, not config.strict
+    )
     aris: list[dict[str, float]] = []
     scores: list[tuple[float, float]] = []
     main: list[tuple[EventMatch, TrackingEvent]] = []
@@ -261,12 +281,19 @@ def evaluate_tracking(
         aris.append(ari_event(truth, pred))
         main.append((match_event(truth, pred, config), ev))
         other.append((match_event(truth, pred, geq), ev))
-        w = ev.weight if ev.weight is not None else trackml_weights(truth, order=ev.order, pt=_hit_pt(ev))
-        scores.append(
-            (trackml_event_score(truth, pred, w), trackml_event_score(truth, pred, uniform_weights(truth)))
+        w = (
+            ev.weight
+            if ev.weight is not None
+            else trackml_weights(truth, order=ev.order, pt=_hit_pt(ev))
         )
-        pooled_t.append(np.stack([np.full(len(truth), i), truth]))
-        pooled_y.append(np.stack([np.full(len(pred), i), pred]))
+        scores.append(
+            (
+                trackml_event_score(truth, pred, w),
+                trackml_event_score(truth, pred, uniform_weights(truth)),
+            )
+        )
+        pooled_t.append(np.unique(truth, return_inverse=True)[1].ravel())
+        pooled_y.append(np.unique(pred, return_inverse=True)[1].ravel())
     out: dict[str, float | int | list[float]] = {}
     ari_all = np.array([a["all"] for a in aris], dtype=np.float64)
     out["ari"] = _nanmean(ari_all)
@@ -281,7 +308,9 @@ def evaluate_tracking(
     found = c["matched"] > 0
     pt, eta = c["pt"], c["eta"]
     with np.errstate(invalid="ignore"):
-        out["efficiency_pt1"] = _ratio(float(found[sel & (pt > 1.0)].sum()), float((sel & (pt > 1.0)).sum()))
+        out["efficiency_pt1"] = _ratio(
+            float(found[sel & (pt > 1.0)].sum()), float((sel & (pt > 1.0)).sum())
+        )
         prim = sel & (c["primary"] > 0) & (pt > 0.2)
         out["efficiency_primary_pt0p2"] = _ratio(float(found[prim].sum()), float(prim.sum()))
         sph = (c["n_hits"] >= 20) & (pt > 1.0) & (np.abs(eta) < 1.1)  # SPEC §9 sPHENIX variant
@@ -310,13 +339,14 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def _pooled_ari(truth: list[np.ndarray], pred: list[np.ndarray]) -> float:
-    """ARI over all points of all events with event-unique labels (SPEC §9)."""
-    if not truth:
+    """ARI over all points of all events with event-unique labels (SPEC §9). Inputs: per-event dense
+    labels 0..m−1, made unique across events by offsets."""
+    if not truth or sum(len(t) for t in truth) == 0:
         return float("nan")
-    t = np.concatenate(truth, axis=1)
-    y = np.concatenate(pred, axis=1)
-    if t.shape[1] == 0:
-        return float("nan")
-    t_lab = np.unique(t, axis=1, return_inverse=True)[1].ravel()
-    y_lab = np.unique(y, axis=1, return_inverse=True)[1].ravel()
-    return float(adjusted_rand_score(t_lab, y_lab))
+
+    def unique_across(labels: list[np.ndarray]) -> np.ndarray:
+        sizes = np.array([int(x.max(initial=-1)) + 1 for x in labels])
+        offsets = np.r_[0, np.cumsum(sizes)[:-1]]
+        return np.concatenate([x + o for x, o in zip(labels, offsets, strict=True)])
+
+    return adjusted_rand_score(unique_across(truth), unique_across(pred))

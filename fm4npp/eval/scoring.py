@@ -13,6 +13,7 @@ Every problem raises a one-line :class:`~fm4npp.errors.DataError` naming the fil
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,12 +39,14 @@ def load_table(path: str | Path, required: tuple[str, ...], kind: str) -> pd.Dat
     path = Path(path)
     name = path.name.lower()
     if not name.endswith(_SUFFIXES):
-        raise DataError(f"{path}: {kind} table must be CSV or Parquet (suffix one of {', '.join(_SUFFIXES)})")
+        raise DataError(
+            f"{path}: {kind} table must be CSV or Parquet (suffix one of {', '.join(_SUFFIXES)})"
+        )
     if not path.is_file():
         raise DataError(f"{path}: {kind} file not found")
     try:
         df = pd.read_parquet(path) if name.endswith((".parquet", ".pq")) else pd.read_csv(path)
-    except Exception as err:  # any reader failure is a bad file; say which and why in one line
+    except (OSError, ValueError) as err:  # pandas/pyarrow parse errors are ValueErrors
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"{path}: cannot read {kind} table ({msg})") from None
     missing = [c for c in required if c not in df.columns]
@@ -74,7 +77,9 @@ def _check_unique(df: pd.DataFrame, keys: list[str], path: Path, kind: str) -> N
         raise DataError(f"{path}: {kind} table repeats ({', '.join(keys)}) pairs; each must appear once")
 
 
-def join_tables(hits: pd.DataFrame, tracks: pd.DataFrame, hits_path: Path, tracks_path: Path) -> pd.DataFrame:
+def join_tables(
+    hits: pd.DataFrame, tracks: pd.DataFrame, hits_path: Path, tracks_path: Path
+) -> pd.DataFrame:
     """HITS left-joined with TRACKS on (event_id, hit_id); unassigned hits get track_id −1."""
     _check_unique(hits, ["event_id", "hit_id"], hits_path, "HITS")
     _check_unique(tracks, ["event_id", "hit_id"], tracks_path, "TRACKS")
@@ -86,7 +91,9 @@ def join_tables(hits: pd.DataFrame, tracks: pd.DataFrame, hits_path: Path, track
         tracks[list(TRACKS_COLUMNS)], on=["event_id", "hit_id"], how="outer", indicator=True, sort=True
     )
     if (merged["_merge"] == "right_only").any():
-        raise DataError(f"{tracks_path}: TRACKS column 'hit_id' names hits that are not in {hits_path.name}")
+        raise DataError(
+            f"{tracks_path}: TRACKS column 'hit_id' names hits that are not in {hits_path.name}"
+        )
     merged["track_id"] = merged["track_id"].fillna(-1).astype(np.int64)
     return merged.drop(columns="_merge")
 
@@ -100,11 +107,13 @@ def iter_events(merged: pd.DataFrame, particles: pd.DataFrame | None) -> Iterato
     has_xy = "x" in merged.columns and "y" in merged.columns
     truth_all = merged["particle_id"].to_numpy()
     pred_all = merged["track_id"].to_numpy()
-    for a, b in zip(starts[:-1], starts[1:], strict=True):
+    for a, b in itertools.pairwise(starts):
         table = None
         if particles is not None:
             p = by_event.get(ev[a])
-            cols = [c for c in ("particle_id", "pt", "eta", "primary") if p is not None and c in p.columns]
+            cols = [
+                c for c in ("particle_id", "pt", "eta", "primary") if p is not None and c in p.columns
+            ]
             table = {c: p[c].to_numpy() for c in cols} if p is not None else {"particle_id": np.zeros(0)}
         order = np.hypot(merged["x"].to_numpy()[a:b], merged["y"].to_numpy()[a:b]) if has_xy else None
         yield TrackingEvent(
@@ -122,15 +131,15 @@ def score_tracks(
     particles_path: str | Path | None = None,
     *,
     min_hits: int = 5,
-    min_track_hits: int | None = None,
+    min_track_hits: int = 3,
     strict: bool = True,
 ) -> dict[str, float | int | list[float]]:
     """Tracking metrics of a submission (keys of :func:`~fm4npp.eval.metrics_tracking.evaluate_tracking`).
 
-    ``min_hits`` selects truth particles (n_p ≥ min_hits); ``min_track_hits`` (default: ``min_hits``)
-    selects candidate tracks; ``strict`` chooses > 0.5 (True) or ≥ 0.5 majority fractions.
+    ``min_hits`` selects truth particles (n_p ≥ min_hits); ``min_track_hits`` (default 3,
+    issue 7) selects the candidate tracks of purity, fake and duplicate rates; ``strict`` chooses > 0.5 (True) or ≥ 0.5 majority fractions.
     """
-    if min_hits < 1 or (min_track_hits is not None and min_track_hits < 1):
+    if min_hits < 1 or min_track_hits < 1:
         raise DataError(f"--min-hits must be ≥ 1, got {min_hits if min_hits < 1 else min_track_hits}")
     hits_path, tracks_path = Path(hits_path), Path(tracks_path)
     hits = load_table(hits_path, HITS_COLUMNS, "HITS")
@@ -144,7 +153,7 @@ def score_tracks(
         raise DataError(f"{hits_path}: HITS table has no rows")
     merged = join_tables(hits, tracks, hits_path, tracks_path)
     config = MatchConfig(
-        min_track_hits=min_hits if min_track_hits is None else min_track_hits,
+        min_track_hits=min_track_hits,
         min_particle_hits=min_hits,
         strict=strict,
     )

@@ -31,7 +31,9 @@ ORDER_MATRIX = _order_matrix()
 
 def weight_pt(pt: np.ndarray) -> np.ndarray:
     """pT weight: 0.2 up to 0.5 GeV, linear to 1 at 3 GeV, 1 above; 0 below 0.05 GeV (trackml)."""
-    return np.interp(np.asarray(pt, dtype=np.float64), [0.05, 0.5, 3.0], [0.2, 0.2, 1.0], left=0.0, right=1.0)
+    return np.interp(
+        np.asarray(pt, dtype=np.float64), [0.05, 0.5, 3.0], [0.2, 0.2, 1.0], left=0.0, right=1.0
+    )
 
 
 def trackml_weights(
@@ -91,7 +93,7 @@ def trackml_event_score(truth: np.ndarray, pred: np.ndarray, weights: np.ndarray
     sel = pred >= 0
     if not sel.any():
         return 0.0
-    trk, t_inv, t_counts = np.unique(pred[sel], return_inverse=True, return_counts=True)
+    _, t_inv, t_counts = np.unique(pred[sel], return_inverse=True, return_counts=True)
     code = t_inv.astype(np.int64) * len(part) + p_inv[sel]
     pair, pair_inv, pair_counts = np.unique(code, return_inverse=True, return_counts=True)
     pair_w = np.bincount(pair_inv, weights=weights[sel], minlength=len(pair))

@@ -40,7 +40,7 @@ class Rung:
     paper_name: str = ""  # name in the paper / talk / repo (SPEC §6.5 naming trap)
 
     def __post_init__(self) -> None:
-        if self.arch in ("mamba2", "mamba1") and (self.expand * self.d_model) % self.headdim:
+        if self.arch == "mamba2" and (self.expand * self.d_model) % self.headdim:
             raise ConfigError(
                 f"rung {self.name}: d_inner = expand·d_model = {self.expand * self.d_model} "
                 f"must be a multiple of headdim = {self.headdim}"
@@ -155,18 +155,18 @@ def n_params(r: Rung) -> int:
     return r.n_layers * block_params(r)
 
 
-def head_params(r: Rung) -> int:
+def head_params(r: Rung, k: int = 30) -> int:
     """Final norm (d) + linear head d → 3k with bias (k = 30 → 90 outputs)."""
-    return r.d_model + 90 * r.d_model + 90
+    return r.d_model + 3 * k * r.d_model + 3 * k
 
 
-def n_params_total(r: Rung) -> int:
+def n_params_total(r: Rung, k: int = 30) -> int:
     """Everything in the checkpoint: frozen embedder (64·d) + blocks + final norm + head."""
-    return EMBED_IN * r.d_model + n_params(r) + head_params(r)
+    return EMBED_IN * r.d_model + n_params(r) + head_params(r, k)
 
 
-def n_params_trainable(r: Rung) -> int:
-    return n_params_total(r) - EMBED_IN * r.d_model
+def n_params_trainable(r: Rung, k: int = 30) -> int:
+    return n_params_total(r, k) - EMBED_IN * r.d_model
 
 
 def ssd_flops(r: Rung) -> float:

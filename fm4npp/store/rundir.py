@@ -24,7 +24,7 @@ import yaml
 
 from fm4npp.config import RunConfig, load_dataclass, to_dict
 from fm4npp.errors import StoreError
-from fm4npp.store.atomic import write_json, write_parquet, write_text
+from fm4npp.atomic import write_json, write_parquet, write_text
 
 #: Columns of every ``metrics/part-<k>.parquet`` (one row per logged step).
 METRIC_COLUMNS = (

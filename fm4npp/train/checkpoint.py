@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fm4npp.atomic import atomic_path
 from fm4npp.errors import StoreError
-from fm4npp.store.atomic import atomic_path
 
 CHECKPOINT_VERSION = 1
 
@@ -33,6 +33,7 @@ class TrainState:
     """
 
     step: int = 0
+    total_steps: int = 0  # horizon of the LR schedule; a resume must not change it
     events_seen: int = 0
     hits_seen: int = 0
     hits_computed: int = 0
@@ -47,7 +48,7 @@ class TrainState:
 
 def capture_rng() -> dict[str, Any]:
     """Torch (CPU, CUDA), numpy and Python global RNG states as tensors and lists."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = np.random.get_state()  # type: ignore[assignment]  # noqa: NPY002 (saved as is)
     py_state = random.getstate()
     out: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -69,7 +70,8 @@ def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     keys = n["keys"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    legacy = ("MT19937", keys, n["pos"], n["has_gauss"], n["cached_gaussian"])
+    np.random.set_state(legacy)  # noqa: NPY002 (restores the legacy global state)
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():

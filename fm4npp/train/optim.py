@@ -50,9 +50,7 @@ def named_trainable(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
     return ((n, p) for n, p in model.named_parameters() if p.requires_grad)
 
 
-def param_groups(
-    model: nn.Module, weight_decay: float, mode: str = "fixed"
-) -> list[dict[str, object]]:
+def param_groups(model: nn.Module, weight_decay: float, mode: str = "fixed") -> list[dict[str, object]]:
     """Two AdamW groups: ``decay`` and ``no_decay`` (with ``names`` lists for inspection).
 
     ``mode="compat"`` decays every tensor, as FM4NPP did (SPEC §5.4); ``fixed`` exempts norms,

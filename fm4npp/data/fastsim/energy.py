@@ -8,6 +8,7 @@ import numpy as np
 # ALICE TPC parameters of the ALEPH Bethe–Bloch parametrisation (SPEC §3.8).
 _P1, _P2, _P3, _P4, _P5 = 0.0762, 10.632, 1.33e-5, 1.8631, 1.9479
 MIP_KEV_PER_CM = 4.28  # SPEC §3.8: minimum-ionising dE/dx in Ne:CF4 50:50
+MIN_MOYAL = 0.05  # floor of the fluctuation factor (a cluster needs a positive charge)
 MAX_PATH_PITCHES = 8.0  # SPEC §3.8: the charge of a grazing crossing is collected over ≤ 8 pitches
 
 
@@ -29,9 +30,13 @@ def mean_dedx_kev_per_cm(p_gev: np.ndarray, mass_gev: np.ndarray) -> np.ndarray:
 
 
 def moyal(n: int, width: float, rng: np.random.Generator) -> np.ndarray:
-    """Landau-like factor X = (1 − 1.2704 w) + w·(−ln g²), g ~ N(0, 1): mean 1 (SPEC §3.8)."""
+    """Landau-like factor X = (1 − 1.2704 w) + w·(−ln g²), g ~ N(0, 1): mean 1 (SPEC §3.8).
+
+    The far left tail (g² ≳ 15 at w = 0.24, probability ≈ 1e-4) would go negative: floored at
+    MIN_MOYAL so every charge is positive (a positive charge is what merging weights need)."""
     g = rng.normal(size=n)
-    return (1 - 1.2704 * width) + width * -np.log(np.maximum(g * g, 1e-300))
+    x = (1 - 1.2704 * width) + width * -np.log(np.maximum(g * g, 1e-300))
+    return np.maximum(x, MIN_MOYAL)
 
 
 def deposit_kev(

@@ -90,7 +90,7 @@ def first_crossing(hx: Helices, r: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Crossings:
-    """Flat list of M crossings, sorted by (particle, t): particle index, surface index, turning angle,
+    """Flat list of M crossings (grouped by particle, unordered in t): particle index, surface index, turning angle,
     position (cm) and cos β, the cosine of the angle between the transverse direction and the radius
     (> 0 outgoing, < 0 return branch)."""
 
@@ -120,8 +120,6 @@ def crossings(hx: Helices, radii: np.ndarray) -> Crossings:
     t = np.repeat(t0, n_turns) + TWO_PI * k
     keep = t < hx.t_lim[p_idx]
     p_idx, s_idx, t = p_idx[keep], s_idx[keep], t[keep]
-    order = np.lexsort((t, p_idx))
-    p_idx, s_idx, t = p_idx[order], s_idx[order], t[order]
     psi = hx.psi0[p_idx] - hx.h[p_idx] * t
     rad = hx.radius[p_idx]
     x = hx.cx[p_idx] + rad * np.cos(psi)

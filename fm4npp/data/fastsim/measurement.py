@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fm4npp.data.fastsim.geometry import ROW_PAD_PHI, ROW_PITCH_CM, ROW_RADIUS_CM, in_sector_gap
+from fm4npp.data.fastsim.geometry import (
+    ROW_PAD_PHI,
+    ROW_PITCH_CM,
+    ROW_RADIUS_CM,
+    Z_MAX_CM,
+    in_sector_gap,
+)
 
 SIGMA_RPHI_CM = 0.015  # SPEC §2.1: σ_rφ ≈ 150 µm
 SIGMA_Z_CM = 0.05  # SPEC §2.1: σ_z ≈ 500 µm
@@ -33,10 +39,12 @@ def smear(
 
 
 def acceptance_mask(
-    phi: np.ndarray, layer: np.ndarray, efficiency: float, rng: np.random.Generator
+    phi: np.ndarray, z: np.ndarray, layer: np.ndarray, efficiency: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """Hits kept: outside sector gaps and passing the single-hit efficiency. (M,) bool."""
-    return ~in_sector_gap(phi, layer) & (rng.random(len(phi)) < efficiency)
+    """Hits kept: measured inside |z| < 105.5 cm (after smearing and scattering), outside sector gaps,
+    passing the single-hit efficiency. (M,) bool."""
+    inside = np.abs(z) < Z_MAX_CM
+    return inside & ~in_sector_gap(phi, layer) & (rng.random(len(phi)) < efficiency)
 
 
 def merge_groups(
@@ -53,14 +61,16 @@ def merge_groups(
     neighbour in φ is too far in φ or z (a chain approximation of 2D clustering). Returns the sort
     order (M,) and the cluster index of each sorted hit (M,), non-decreasing from 0.
     """
-    order = np.lexsort((phi, layer, event))
-    ev, ly, ph, zz = event[order], layer[order], phi[order], z[order]
+    # One float64 sort key instead of a 3-key lexsort: (event, row) in the integer part, φ + π ∈ [0, 2π)
+    # in [0, 8); exact to ≈ 1e-11 rad for the ≤ 1e5 (event, row) pairs of a block.
+    row_key = (event - (event.min() if len(event) else 0)) * 48 + layer
+    order = np.argsort(row_key * 8.0 + (phi + np.pi))
+    rk, ph, zz = row_key[order], phi[order], z[order]
     new = np.ones(len(order), dtype=bool)
     if len(order) > 1:
         close = (
-            (ev[1:] == ev[:-1])
-            & (ly[1:] == ly[:-1])
-            & (ph[1:] - ph[:-1] <= merge_pads * ROW_PAD_PHI[ly[1:]])
+            (rk[1:] == rk[:-1])
+            & (ph[1:] - ph[:-1] <= merge_pads * ROW_PAD_PHI[layer[order][1:]])
             & (np.abs(zz[1:] - zz[:-1]) <= merge_dz_cm)
         )
         new[1:] = ~close
@@ -76,16 +86,18 @@ def merge(
     Returns the merged columns (n_groups,) and ``n_merged`` (n_groups,).
     """
     e = columns["energy"]
-    w_sum = np.bincount(groups, weights=e, minlength=n_groups)
-    n_merged = np.bincount(groups, minlength=n_groups)
-    # Largest-charge member of each cluster: sort by (group, -E) and take the first of each group.
-    lead = np.lexsort((-e, groups))
-    first = np.r_[0, np.cumsum(n_merged)[:-1]]
-    lead_idx = lead[first]
+    if n_groups == 0:
+        return {name: col[:0] for name, col in columns.items()}, np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    n_merged = np.diff(np.r_[starts, len(groups)])
+    w_sum = np.add.reduceat(e, starts)
+    # Largest-charge member of each cluster: the first member whose charge equals the cluster maximum.
+    is_max = np.flatnonzero(e == np.maximum.reduceat(e, starts)[groups])
+    lead_idx = is_max[np.r_[True, groups[is_max][1:] != groups[is_max][:-1]]]
     out = {name: col[lead_idx] for name, col in columns.items()}
     safe = np.maximum(w_sum, 1e-12)
     for name in ("x", "y", "z"):
-        out[name] = np.bincount(groups, weights=e * columns[name], minlength=n_groups) / safe
+        out[name] = np.add.reduceat(e * columns[name], starts) / safe
     out["energy"] = w_sum
     r_row = ROW_RADIUS_CM[out["layer"]]
     phi = np.arctan2(out["y"], out["x"])

@@ -1,0 +1,123 @@
+"""Downstream and task scaling (SCALING.md §7): metric vs N and the two-step proxy → metric chain.
+
+Bounded metrics that improve upward (ARI, efficiency, purity, accuracy) are fitted as err = 1 − metric with
+the floored law err = E + A·N^(−α); a floor reached inside the ladder (the last gain within seed noise) is
+reported as saturated, and no exponent is extrapolated from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from analysis.fit import FitResult, fit_law
+from analysis.inputs import from_arrays
+from fm4npp.errors import FitError
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class MetricFit:
+    """A metric-vs-N law. ``fit`` is None when there were too few sizes to fit; ``saturated`` per §7."""
+
+    task: str
+    metric: str
+    higher_is_better: bool
+    fit: FitResult | None
+    saturated: bool
+    seed_sd: float  # mean across sizes of the per-size seed standard deviation
+    summary: pd.DataFrame  # per size: n_params, mean, sd, n
+
+    def predict(self, N: Array) -> Array:
+        """Predicted metric at N (NaN without a fit)."""
+        if self.fit is None:
+            return np.full(np.shape(N), np.nan)
+        err = self.fit.predict(N=np.asarray(N, dtype=float))
+        return 1.0 - err if self.higher_is_better else err
+
+
+def fit_metric_vs_n(
+    n_params: Array, value: Array, task: str = "", metric: str = "", higher_is_better: bool = True
+) -> MetricFit:
+    """Fit one task metric against N (needs ≥ 3 sizes; fewer gives ``fit=None`` and a summary only)."""
+    n = np.asarray(n_params, dtype=float)
+    v = np.asarray(value, dtype=float)
+    df = pd.DataFrame({"n_params": n, "value": v}).dropna()
+    summ = df.groupby("n_params")["value"].agg(mean="mean", sd="std", n="count").reset_index()
+    seed_sd = float(np.nanmean(summ["sd"])) if summ["n"].max() > 1 else float("nan")
+    saturated = False
+    if len(summ) >= 2:
+        gain = summ["mean"].iloc[-1] - summ["mean"].iloc[-2]
+        gain = gain if higher_is_better else -gain
+        noise = summ["sd"].iloc[-2:].max()
+        saturated = bool(np.isfinite(noise) and gain <= noise)
+    target = 1.0 - df["value"].to_numpy() if higher_is_better else df["value"].to_numpy()
+    fit = None
+    if len(summ) >= 3 and np.all(target > 0):
+        try:
+            fit = fit_law(
+                from_arrays(df["n_params"].to_numpy(), None, target, source=f"{task}/{metric}"),
+                "kaplan_n",
+            )
+        except FitError:
+            fit = None
+    return MetricFit(task, metric, higher_is_better, fit, saturated, seed_sd, summ)
+
+
+def fit_eval_metrics(
+    evals: pd.DataFrame, lower_is_better: tuple[str, ...] = ("loss", "mse", "fake_rate")
+) -> list[MetricFit]:
+    """One :class:`MetricFit` per (task, metric) of the catalog's ``eval_metrics`` table."""
+    need = {"task", "metric", "n_params", "value"}
+    if not need <= set(evals.columns):
+        raise FitError(f"eval_metrics lacks column(s) {', '.join(sorted(need - set(evals.columns)))}")
+    out = []
+    for (task, metric), grp in evals.groupby(["task", "metric"], sort=True):
+        hib = not any(s in str(metric).lower() for s in lower_is_better)
+        out.append(
+            fit_metric_vs_n(
+                grp["n_params"].to_numpy(float),
+                grp["value"].to_numpy(float),
+                str(task),
+                str(metric),
+                hib,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class SigmoidFit:
+    """Step 2 of the OLMo ladder chain: m(P) = a / (1 + exp(−k·(P − P0))) + b, k < 0 when lower P is better."""
+
+    a: float
+    k: float
+    p0: float
+    b: float
+
+    def __call__(self, proxy: Array) -> Array:
+        return self.a / (1.0 + np.exp(-self.k * (np.asarray(proxy, dtype=float) - self.p0))) + self.b
+
+
+def fit_sigmoid(proxy: Array, metric: Array) -> SigmoidFit:
+    """Bounded ``curve_fit`` of the metric against a proxy loss (§7, Bhagia et al. 2024)."""
+    from scipy.optimize import curve_fit
+
+    p = np.asarray(proxy, dtype=float)
+    m = np.asarray(metric, dtype=float)
+    if len(p) < 4:
+        raise FitError(f"sigmoid fit needs at least 4 (proxy, metric) points, got {len(p)}")
+
+    def f(x: Array, a: float, k: float, p0: float, b: float) -> Array:
+        return a / (1.0 + np.exp(-k * (x - p0))) + b
+
+    span = float(np.ptp(p)) or 1.0
+    x0 = [float(np.ptp(m)) or 1.0, -4.0 / span, float(np.median(p)), float(m.min())]
+    lo = [0.0, -1e3 / span, float(p.min()) - 10 * span, -1.0]
+    hi = [2.0, 1e3 / span, float(p.max()) + 10 * span, 1.0]
+    popt, _ = curve_fit(f, p, m, p0=x0, bounds=(lo, hi), maxfev=20_000)
+    return SigmoidFit(*map(float, popt))

@@ -1,0 +1,60 @@
+"""Fit summaries for the CLI and the catalog: forms → JSON-safe dicts with parameters and intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from analysis.fit import fit_law
+from analysis.inputs import FitData
+
+ALL_FORMS = ("chinchilla", "kaplan_n", "kaplan_d", "frontier")
+
+
+def summarise(
+    data: FitData, forms: Sequence[str], method: str = "vp", n_boot: int = 0, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Fit each form; intervals are cluster-bootstrap percentiles with ``n_boot`` > 0, else delta method.
+
+    Each dict: form, params, ci {name: [lo, hi]}, ci_method, n_points, warnings (codes), fit (full record).
+    """
+    from analysis.uncertainty import bootstrap, delta_interval
+
+    out = []
+    for form in forms:
+        fit = fit_law(data, form, method)
+        names = list(fit.law.param_names) + (["a"] if form == "chinchilla" else [])
+        ci: dict[str, list[float]] = {}
+        if n_boot > 0:
+            boot = bootstrap(fit, n_boot, seed)
+            for name in names:
+                ci[name] = [float(np.squeeze(v)) for v in boot.ci(name)]
+        else:
+            for name in names:
+                ci[name] = [float(np.squeeze(v)) for v in delta_interval(fit, name)[1:]]
+        out.append({
+            "form": form,
+            "params": dict(fit.params),
+            "ci": ci,
+            "ci_method": f"cluster bootstrap ({n_boot} resamples, percentile 95%)" if n_boot > 0 else "delta method 95%",
+            "n_points": fit.n_points,
+            "warnings": fit.warning_codes,
+            "fit": fit.to_dict(),
+        })  # fmt: skip
+    return out
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """Human-readable block: parameters to 4 significant figures with their intervals, then warnings."""
+    lines = [f"{s['form']}  ({s['n_points']} points; intervals: {s['ci_method']})"]
+    for name, v in s["params"].items():
+        lo, hi = s["ci"].get(name, [float("nan")] * 2)
+        lines.append(f"  {name:>6} = {v:.4g}   [{lo:.4g}, {hi:.4g}]")
+    if "a" in s["ci"]:
+        lo, hi = s["ci"]["a"]
+        a = s["params"]["beta"] / (s["params"]["alpha"] + s["params"]["beta"])
+        lines.append(f"  {'a':>6} = {a:.4g}   [{lo:.4g}, {hi:.4g}]   (N_opt ∝ C^a)")
+    lines.append("  warnings: " + (", ".join(s["warnings"]) or "none"))
+    return "\n".join(lines)

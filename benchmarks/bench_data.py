@@ -1,0 +1,94 @@
+"""Event-generation speed (events/s): PYTHIA alone, simulation alone, gun, end to end, workers 1 and 2.
+
+In-process stages are timed in process CPU time (events/s per core, robust on a shared machine);
+``generate_dataset`` runs are wall-clock, including PYTHIA initialisation, worker start and Parquet.
+
+Usage: .venv/bin/python benchmarks/bench_data.py [--events 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fm4npp.data import generate as gen
+from fm4npp.data.fastsim import SimConfig, simulate_particles
+from fm4npp.data.fastsim.noise import curler_particles
+from fm4npp.data.gun import GunConfig, gun_particles
+from fm4npp.data.pythia import block_seed
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:8.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=2000)
+    args = parser.parse_args()
+    n = args.events
+    sim = SimConfig()
+    blocks = gen._blocks(n)
+    rows: list[tuple[str, str, str]] = []
+
+    t = time.process_time()
+    driver = gen._driver(0, "default")
+    init_s = time.process_time() - t
+    tables = []
+    t = time.process_time()
+    for b, k in blocks:
+        rng = np.random.default_rng(b)
+        tables.append(driver.generate(k, block_seed(0, b), rng, b * gen.BLOCK_EVENTS))
+    rows.append(("PYTHIA 8 alone (+ extraction), CPU", _rate(n, time.process_time() - t), "1"))
+
+    full = []
+    for (b, k), table in zip(blocks, tables, strict=True):
+        rng = np.random.default_rng(b)
+        cur = curler_particles(rng.poisson(sim.curler_mean, k), b * gen.BLOCK_EVENTS, rng, 40, 300.0)
+        merged = {c: np.concatenate([table[c], cur[c]]) for c in table}
+        merged["max_turns"] = np.where(merged["max_turns"] > 0, merged["max_turns"], sim.max_turns)
+        full.append(merged)
+    t = time.process_time()
+    n_hits = 0
+    for i, table in enumerate(full):
+        hits, _ = simulate_particles(table, sim, np.random.default_rng(i))
+        n_hits += len(hits["x"])
+    rows.append(("fast simulation alone (calibrated), CPU", _rate(n, time.process_time() - t), "1"))
+
+    gun = GunConfig()
+    t = time.process_time()
+    for b, k in blocks:
+        rng = np.random.default_rng(b)
+        simulate_particles(gun_particles(k, gun, rng), sim, rng)
+    rows.append(("particle gun + simulation (5–15 tracks), CPU", _rate(n, time.process_time() - t), "1"))
+
+    t = time.process_time()
+    for b, k in blocks:
+        gen.simulate_block(0, b, k, sim)
+    rows.append(("end to end in memory (PYTHIA + sim), CPU", _rate(n, time.process_time() - t), "1"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for workers in (1, 2):
+            t = time.perf_counter()
+            gen.generate_dataset(Path(tmp) / f"w{workers}", n, 0, workers=workers, progress=False)
+            rows.append(
+                (f"generate_dataset → Parquet, wall ({'spawn+' if workers > 1 else ''}init)",
+                 _rate(n, time.perf_counter() - t), str(workers))
+            )  # fmt: skip
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; events {n}")
+    print(f"PYTHIA init {init_s:.2f} s; {n_hits / n:.0f} points/event")
+    print(f"| {'stage':47s} | events/s | workers |")
+    print(f"|{'-' * 49}|----------|---------|")
+    for name, rate, w in rows:
+        print(f"| {name:47s} | {rate} | {w:>7s} |")
+
+
+if __name__ == "__main__":
+    main()

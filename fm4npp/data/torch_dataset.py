@@ -1,0 +1,230 @@
+"""Torch side of the data layer (the only torch import in ``fm4npp.data``): serialized-event dataset,
+padding collate with boolean masks, and a deterministic, resumable event-order sampler.
+
+Padding (SPEC §11 #4): every per-hit tensor is padded at the end of the sequence (SPEC §5.3: the causal
+scan never mixes it into valid hits) and the padding is described by ``valid`` and ``target_mask``,
+never by a sentinel value. Padded entries are zero and carry no meaning: consumers select with the
+masks, so padding never becomes a label, an instance or a target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from fm4npp.data.schema import Event
+
+if TYPE_CHECKING:
+    from fm4npp.data.serialize import Mode, SerializedEvent, VoxelEdges
+    from fm4npp.data.shards import ShardSet
+
+READ_CHUNK_EVENTS = 1024  # events per shard read when filling the cache (bounds peak memory)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A padded batch of B events of at most L hits, k neighbours each.
+
+    feats (B, L, 4) float32 = [E_n, η_n, φ_n, r_n]; valid (B, L) bool; targets (B, L, k, 3) float32;
+    target_mask (B, L, k) bool (False for missing neighbours and for padded hits); track_id (B, L) int64;
+    pid (B, L) int64; noise (B, L) bool. Padded positions hold zeros: select with ``valid``.
+    """
+
+    feats: torch.Tensor
+    valid: torch.Tensor
+    targets: torch.Tensor
+    target_mask: torch.Tensor
+    track_id: torch.Tensor
+    pid: torch.Tensor
+    noise: torch.Tensor
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        moved = {
+            f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)
+        }
+        return Batch(**moved)
+
+    @property
+    def n_events(self) -> int:
+        return int(self.valid.shape[0])
+
+    @property
+    def n_hits(self) -> int:
+        """Valid hits (tokens) in the batch."""
+        return int(self.valid.sum())
+
+    @property
+    def n_targets(self) -> int:
+        """Existing neighbour targets: the denominator of the masked MSE (SPEC §5.1)."""
+        return int(self.target_mask.sum())
+
+    @property
+    def n_hits_padded(self) -> int:
+        """Hits actually computed: B × L, padding included (SPEC §7.6 cost counting)."""
+        return int(self.valid.numel())
+
+
+def collate(events: Sequence[SerializedEvent], pad_to: int | None = None) -> Batch:
+    """Stack serialized events into a :class:`Batch`, padding at the end to the longest event
+    (or to ``pad_to`` hits if larger)."""
+    if not events:
+        raise ValueError("collate: empty batch")
+    lengths = [len(e.feats) for e in events]
+    b, k = len(events), int(events[0].targets.shape[1])
+    length = max([*lengths, pad_to or 0, 1])
+    feats = np.zeros((b, length, 4), np.float32)
+    valid = np.zeros((b, length), bool)
+    targets = np.zeros((b, length, k, 3), np.float32)
+    target_mask = np.zeros((b, length, k), bool)
+    track_id = np.zeros((b, length), np.int64)
+    pid = np.zeros((b, length), np.int64)
+    noise = np.zeros((b, length), bool)
+    for i, (e, n) in enumerate(zip(events, lengths, strict=True)):
+        if e.targets.shape[1] != k:
+            raise ValueError(f"collate: events with k={k} and k={e.targets.shape[1]} in one batch")
+        feats[i, :n] = e.feats
+        valid[i, :n] = True
+        targets[i, :n] = e.targets
+        target_mask[i, :n] = e.target_mask
+        track_id[i, :n] = e.track_id
+        pid[i, :n] = e.pid
+        noise[i, :n] = e.noise
+    return Batch(
+        feats=torch.from_numpy(feats),
+        valid=torch.from_numpy(valid),
+        targets=torch.from_numpy(targets),
+        target_mask=torch.from_numpy(target_mask),
+        track_id=torch.from_numpy(track_id),
+        pid=torch.from_numpy(pid),
+        noise=torch.from_numpy(noise),
+    )
+
+
+class SerializedEvents(Dataset["SerializedEvent"]):
+    """Events of ``event_ids`` serialized once (order, mode, k) and cached in this process's memory.
+
+    A serialized event costs ≈ 21·k bytes per hit (targets, neighbour indices, mask; ≈ 0.5 MB at
+    840 hits, k = 30),
+    so ``cache=False`` (serialize on every access) is for tiers too large to hold.
+
+    ``source`` is a :class:`ShardSet` (events read lazily in chunks on first use) or a sequence of
+    in-memory :class:`Event` objects (``event_ids`` then defaults to all of them, in order).
+    """
+
+    def __init__(
+        self,
+        source: ShardSet | Sequence[Event],
+        event_ids: np.ndarray | None,
+        edges: VoxelEdges,
+        *,
+        order: str = "EPR",
+        mode: Mode = "fixed",
+        k: int = 30,
+        cache: bool = True,
+    ) -> None:
+        self.edges, self.order, self.mode, self.k, self.cache = edges, order, mode, k, cache
+        self._events: dict[int, Event] = {}
+        if isinstance(source, Sequence):
+            self._events = {e.event_id: e for e in source}
+            ids = [e.event_id for e in source] if event_ids is None else event_ids
+            self._shards: ShardSet | None = None
+        else:
+            if event_ids is None:
+                raise ValueError("SerializedEvents: event_ids are required with a ShardSet")
+            ids, self._shards = event_ids, source
+        self.event_ids = np.asarray(ids, dtype=np.int64)
+        self._cache: list[SerializedEvent | None] = [None] * len(self.event_ids)
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+    def __getitem__(self, index: int) -> SerializedEvent:
+        return self.get_many([index])[0]
+
+    def get_many(self, indices: Sequence[int] | np.ndarray) -> list[SerializedEvent]:
+        """Serialized events at dataset positions ``indices`` (reading missing ones in one pass)."""
+        if not self.cache:
+            return [
+                self._serialize(e) for e in self._read(self.event_ids[np.asarray(indices, np.int64)])
+            ]
+        missing = sorted({int(i) for i in indices if self._cache[int(i)] is None})
+        for start in range(0, len(missing), READ_CHUNK_EVENTS):
+            chunk = missing[start : start + READ_CHUNK_EVENTS]
+            for i, event in zip(chunk, self._read(self.event_ids[chunk]), strict=True):
+                self._cache[i] = self._serialize(event)
+        return [self._cache[int(i)] for i in indices]  # type: ignore[misc]
+
+    def preload(self) -> None:
+        """Serialize every event now (e.g. before timing, or before forking workers)."""
+        self.get_many(np.arange(len(self)))
+
+    def _read(self, ids: np.ndarray) -> list[Event]:
+        if self._shards is not None:
+            return self._shards.read_events(ids)
+        return [self._events[int(i)] for i in ids]
+
+    def _serialize(self, event: Event) -> SerializedEvent:
+        from fm4npp.data.serialize import serialize_event
+
+        return serialize_event(event, self.edges, order=self.order, mode=self.mode, k=self.k)
+
+
+class EventOrderSampler(Sampler[int]):
+    """Infinite stream of dataset indices: epoch e is ``permutation(n)`` seeded by (seed, e).
+
+    The whole state is ``position`` = events drawn so far (all ranks together), so a resumed run
+    continues exactly where the checkpoint left off, independent of batch or world size.
+    """
+
+    def __init__(self, n_events: int, seed: int, position: int = 0) -> None:
+        if n_events <= 0:
+            raise ValueError(f"EventOrderSampler: n_events must be > 0, got {n_events}")
+        self.n_events, self.seed, self.position = n_events, seed, position
+        self._epoch = -1
+        self._perm = np.zeros(0, np.int64)
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """Event order of ``epoch`` (pure function of seed and epoch)."""
+        rng = np.random.default_rng(np.random.SeedSequence((self.seed, epoch)))
+        return rng.permutation(self.n_events)
+
+    def _perm_of(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, self.permutation(epoch)
+        return self._perm
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` indices (crossing epoch boundaries); advances ``position``."""
+        out = np.empty(n, np.int64)
+        filled = 0
+        while filled < n:
+            epoch, offset = divmod(self.position, self.n_events)
+            chunk = self._perm_of(epoch)[offset : offset + n - filled]
+            out[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+            self.position += len(chunk)
+        return out
+
+    @property
+    def epoch(self) -> int:
+        return self.position // self.n_events
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            yield int(self.take(1)[0])
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.position, "seed": self.seed, "n_events": self.n_events}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state["seed"] != self.seed or state["n_events"] != self.n_events:
+            raise ValueError(
+                f"sampler state is for seed {state['seed']} / {state['n_events']} events, "
+                f"not seed {self.seed} / {self.n_events}"
+            )
+        self.position = int(state["position"])

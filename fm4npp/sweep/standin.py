@@ -1,0 +1,143 @@
+"""A stand-in cell for tests of the submission machinery: pure-Python "training" through RunDir.
+
+It behaves like ``fm4npp.train.pretrain.pretrain`` where the job machinery can see it: it writes
+immutable metrics parts and an atomic checkpoint, honours ``should_stop`` (checkpoint, then raise
+:class:`Interrupted`), resumes from its checkpoint without duplicating steps, and returns the
+summary fields. It never imports torch, so a test job starts in a fraction of a second.
+
+Options come as a spec string ``standin?steps=20&step_s=0.05&fail_models=q2`` (see :func:`parse_spec`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fm4npp.atomic import write_json
+from fm4npp.config import RunConfig
+from fm4npp.errors import ConfigError, TrainingError
+from fm4npp.store.rundir import RunDir
+
+
+class Interrupted(Exception):
+    """Raised after checkpointing when ``should_stop()`` turned True."""
+
+
+@dataclass(frozen=True)
+class StandinOptions:
+    steps: int = 20  # optimiser steps of the whole cell
+    step_s: float = 0.02  # sleep per step (stands in for compute)
+    checkpoint_every: int = 5  # steps between (metrics part + checkpoint)
+    fail_models: tuple[str, ...] = ()  # cells of these rungs raise TrainingError ...
+    fail_at: int = 3  # ... at this step
+
+
+def parse_spec(spec: str) -> StandinOptions:
+    """``standin?steps=30&step_s=0.1&fail_models=q1,q2`` → options (unknown keys: ConfigError)."""
+    _, _, query = spec.partition("?")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, query.split("&")):
+        key, _, value = item.partition("=")
+        if key in ("steps", "checkpoint_every", "fail_at"):
+            kwargs[key] = int(value)
+        elif key == "step_s":
+            kwargs[key] = float(value)
+        elif key == "fail_models":
+            kwargs[key] = tuple(filter(None, value.split(",")))
+        else:
+            raise ConfigError(
+                f"cell function '{spec}': unknown stand-in option '{key}'; "
+                "allowed: checkpoint_every, fail_at, fail_models, step_s, steps"
+            )
+    return StandinOptions(**kwargs)
+
+
+def _loss(step: int, seed: int) -> float:
+    """A smooth, seed-dependent decreasing curve: 1 + 3/√(step+1) + 0.01·seed."""
+    return 1.0 + 3.0 / math.sqrt(step + 1) + 0.01 * seed
+
+
+def standin_pretrain(
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    options: StandinOptions | None = None,
+    rank: int = 0,
+) -> dict[str, Any]:
+    """Run (or resume) the stand-in training of one cell; rank 0 writes, other ranks only step."""
+    opts = options or StandinOptions()
+    rd = RunDir(run_dir)
+    start_step, n_parts = 0, 0
+    if rd.last_checkpoint.is_file():
+        state = json.loads(rd.last_checkpoint.read_text())
+        start_step, n_parts = int(state["step"]), int(state["n_parts"])
+    if rank == 0:
+        rd.ensure()
+        # A kill between a part's rename and the checkpoint's leaves an orphan part: drop it so
+        # that no step is logged twice after the resume.
+        for part in sorted(rd.metrics.glob("part-*.parquet"))[n_parts:]:
+            part.unlink()
+    t0 = time.monotonic()
+    rows: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "step",
+            "events_seen",
+            "hits_seen",
+            "lr",
+            "train_loss",
+            "val_loss",
+            "tokens_per_s",
+            "wall_time_s",
+        )
+    }
+    events_per_step = cfg.train.batch_events
+
+    def flush(step: int) -> None:
+        nonlocal n_parts
+        if rank != 0:
+            return
+        if rows["step"]:
+            rd.append_metrics(rows)
+            n_parts += 1
+            for col in rows.values():
+                col.clear()
+        write_json(rd.last_checkpoint, {"step": step, "n_parts": n_parts, "kind": "standin"})
+
+    step = start_step
+    while step < opts.steps:
+        if should_stop is not None and should_stop():
+            flush(step)
+            raise Interrupted(f"stopped at step {step} of {opts.steps}")
+        if opts.fail_models and cfg.model in opts.fail_models and step >= opts.fail_at:
+            flush(step)
+            raise TrainingError(f"stand-in failure injected at step {step} (fail_models={cfg.model})")
+        time.sleep(opts.step_s)
+        step += 1
+        loss = _loss(step, cfg.seed)
+        rows["step"].append(step)
+        rows["events_seen"].append(step * events_per_step)
+        rows["hits_seen"].append(step * events_per_step * cfg.data.hits_per_event)
+        rows["lr"].append(cfg.train.lr)
+        rows["train_loss"].append(loss)
+        rows["val_loss"].append(loss + 0.05)
+        rows["tokens_per_s"].append(events_per_step * cfg.data.hits_per_event / max(opts.step_s, 1e-6))
+        rows["wall_time_s"].append(time.monotonic() - t0)
+        if step % opts.checkpoint_every == 0 or step == opts.steps:
+            flush(step)
+    final = _loss(opts.steps, cfg.seed) + 0.05
+    return {
+        "steps": opts.steps,
+        "resumed_from_step": start_step,
+        "events_seen": opts.steps * events_per_step,
+        "hits_seen": opts.steps * events_per_step * cfg.data.hits_per_event,
+        "final_val_loss": final,
+        "smoothed_val_loss": final,
+        "train_wall_time_s": time.monotonic() - t0,
+    }

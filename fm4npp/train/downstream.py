@@ -1,0 +1,302 @@
+"""Downstream evaluation of a cell's frozen backbone and of the study's baselines (SPEC §8–10, §11 #8, #10).
+
+``evaluate_cell`` loads the cell's backbone (``checkpoints/best.pt``, selected on the validation loss,
+else ``last.pt``), computes its features once for the labelled train / validation / test events, trains
+the adapters of every task × labelled-set size × adapter seed with model selection on the validation
+split, evaluates each final adapter once on the fixed test split and writes ``eval/downstream.parquet``
+(variant ``fm``). ``evaluate_baselines`` writes ``<study>/baselines/eval/*.parquet``: ``adapter_only``
+(same adapters on a randomly initialised frozen backbone of each size), ``random_embedding`` (the head
+on each hit's fixed random NeRF embedding, as in FM4NPP's adapter-only code) and ``hough`` (classical
+finder, with ``ms_per_event``). Every variant uses the same events, seeds and tuning budget (§11 #10).
+
+Labelled subsets are seeded nested subsets of the training split, drawn from their own random stream
+(independent of the pretraining tiers) and shared by every cell, so comparisons across cells are
+paired. Rows follow :data:`fm4npp.store.rundir.EVAL_COLUMNS` (long format, one row per metric value).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fm4npp.config import RunConfig
+from fm4npp.data.prepare import load_prepared
+from fm4npp.data.schema import Event
+from fm4npp.data.serialize import SerializedEvent, serialize_event
+from fm4npp.data.shards import ShardSet
+from fm4npp.data.tiers import nested_subset
+from fm4npp.errors import StoreError
+from fm4npp.eval.hough import find_tracks_event
+from fm4npp.eval.metrics_tracking import MatchConfig, TrackingEvent, evaluate_tracking
+from fm4npp.model import ladder
+from fm4npp.model.adapters import HEAD_WIDTH
+from fm4npp.store.catalog import baselines_dir
+from fm4npp.store.rundir import EVAL_COLUMNS, RunDir
+from fm4npp.train.adapter_fit import FitSettings, fit_adapter, predict, task_metrics
+from fm4npp.train.features import (
+    PARTICLE_KEYS,
+    EventSet,
+    FeatureFn,
+    backbone_feature_fn,
+    build_event_set,
+    embedding_feature_fn,
+    load_weights,
+)
+
+log = logging.getLogger(__name__)
+
+LABEL_SEED_OFFSET = 0x1AB  # labelled subsets use their own stream of the study's split seed
+HEADLINE = {"tracking": ("ari", "efficiency", "purity"), "pid": ("accuracy", "precision", "recall"),
+            "noise": ("accuracy", "precision", "recall")}  # fmt: skip
+Rows = dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class LabelledEvents:
+    """Raw and serialized events of the labelled pool (largest labelled subset), the validation and
+    the test split, and the event ids of every labelled-set size."""
+
+    pool: tuple[list[Event], list[SerializedEvent]]
+    val: tuple[list[Event], list[SerializedEvent]]
+    test: tuple[list[Event], list[SerializedEvent]]
+    subsets: dict[int, np.ndarray]
+
+
+def load_labelled(cfg: RunConfig) -> LabelledEvents:
+    """Read and serialize (order and mode of ``cfg.train``) the events the adapters need."""
+    prepared = load_prepared(Path(cfg.data_dir), cfg.data, cfg.train.mode)
+    shards = ShardSet(cfg.data_dir)
+    seed = cfg.data.split_seed + LABEL_SEED_OFFSET
+    subsets = {
+        n: nested_subset(prepared.splits.train, n, seed) for n in sorted(set(cfg.eval.labelled_events))
+    }
+
+    def read(ids: np.ndarray) -> tuple[list[Event], list[SerializedEvent]]:
+        events = shards.read_events(ids)
+        # k = 1: the adapters never read k-NNN targets, and the order does not depend on k
+        ser = [
+            serialize_event(e, prepared.edges, order=cfg.train.order, mode=cfg.train.mode, k=1)
+            for e in events
+        ]
+        return events, ser
+
+    pool = subsets[max(subsets)]
+    return LabelledEvents(read(pool), read(prepared.splits.val), read(prepared.splits.test), subsets)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def feature_sets(data: LabelledEvents, fn: FeatureFn, device: torch.device) -> dict[str, EventSet]:
+    """Cached features of the labelled pool, the validation and the test events."""
+    parts = {"pool": data.pool, "val": data.val, "test": data.test}
+    return {name: build_event_set(events, ser, fn, device) for name, (events, ser) in parts.items()}
+
+
+def _empty_rows() -> Rows:
+    return {c: [] for c in EVAL_COLUMNS}
+
+
+def _add(
+    rows: Rows, cell_id: str, variant: str, task: str, metrics: dict[str, float], seed: int, n: int
+) -> None:
+    for metric, value in metrics.items():
+        for col, v in zip(
+            EVAL_COLUMNS, (cell_id, variant, task, metric, float(value), int(seed), int(n)), strict=True
+        ):
+            rows[col].append(v)
+
+
+def run_adapters(cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[int, np.ndarray], cell_id: str,
+                 variant: str, device: torch.device, head_width: int | None = None) -> Rows:  # fmt: skip
+    """Fit and test every task × labelled size × adapter seed on cached features; metric rows.
+
+    ``head_width`` defaults to ``cfg.eval.head_width`` where the config has it, else SPEC §8's 256.
+    """
+    ec = cfg.eval
+    rows = _empty_rows()
+    if head_width is None:
+        head_width = int(getattr(ec, "head_width", HEAD_WIDTH))
+    for task in ec.tasks:
+        for n, ids in sorted(subsets.items()):
+            train = sets["pool"] if len(ids) == len(sets["pool"]) else sets["pool"].select(ids)
+            for seed in ec.seeds:
+                s = FitSettings(task=task, epochs=ec.epochs, batch_events=ec.batch_events, lr=ec.lr, seed=seed,
+                                n_queries=ec.n_queries, head_width=head_width, mode=cfg.train.mode)  # fmt: skip
+                model, fit = fit_adapter(train, sets["val"], s, device)
+                preds = predict(task, model, sets["test"], ec.batch_events, device)
+                metrics = task_metrics(task, sets["test"], preds, ec.min_hits)
+                metrics.update(best_epoch=fit.best_epoch, val_loss=fit.best_val_loss, epochs_run=fit.epochs_run,
+                               train_time_s=fit.train_time_s, s_per_epoch=fit.s_per_epoch,
+                               n_trainable=fit.n_trainable)  # fmt: skip
+                _add(rows, cell_id, variant, task, metrics, seed, n)
+                log.info("%s %s %s n=%d seed=%d: %s (%.1f s)", cell_id, variant, task, n, seed,
+                         ", ".join(f"{k}={metrics[k]:.4f}" for k in HEADLINE[task]), fit.train_time_s)  # fmt: skip
+    return rows
+
+
+def headline(rows: Rows) -> dict[str, float]:
+    """Mean over adapter seeds, at the largest labelled size, of each task's headline metrics
+    (non-finite values left out)."""
+    out: dict[str, float] = {}
+    if not rows["metric"]:
+        return out
+    n_max = max(rows["n_labelled"])
+    for task, names in HEADLINE.items():
+        for name in names:
+            vals = [v for t, m, v, n in zip(rows["task"], rows["metric"], rows["value"], rows["n_labelled"], strict=True)
+                    if t == task and m == name and n == n_max]  # fmt: skip
+            finite = [v for v in vals if np.isfinite(v)]
+            if finite:  # summary.json is JSON: no NaN
+                out[f"{task}.{name}"] = float(np.mean(finite))
+    return out
+
+
+def _set_threads(cfg: RunConfig) -> None:
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+
+
+def build_backbone(cfg: RunConfig, model_name: str, seed: int) -> torch.nn.Module:
+    """A freshly initialised backbone of ``model_name`` (seeded; dropout 0), e.g. to load weights into."""
+    from fm4npp.model.backbone import FM4NPPModel
+
+    rung = ladder.get_rung(model_name, "run.model")
+    torch.manual_seed(seed)
+    return FM4NPPModel(rung, k=cfg.train.k_neighbours, dropout=0.0, embed_seed=seed)
+
+
+def evaluate_cell(cfg: RunConfig, run_dir: Path, *, overwrite: bool = True) -> dict[str, Any]:
+    """Evaluate the adapters of one trained cell; writes ``<run_dir>/eval/downstream.parquet``.
+
+    Returns the headline metrics (``"<task>.<metric>"``: mean over seeds at the largest labelled size),
+    ``eval_rows`` and ``eval_wall_time_s``. With ``overwrite=False`` an existing table is kept and
+    only summarised.
+    """
+    rd = RunDir(Path(run_dir))
+    out_path = rd.eval / "downstream.parquet"
+    if not cfg.eval.enabled:
+        return {}
+    if out_path.is_file() and not overwrite:
+        import pandas as pd
+
+        df = pd.read_parquet(out_path)
+        return {**headline({c: df[c].tolist() for c in EVAL_COLUMNS}), "eval_rows": len(df)}
+    ckpt = rd.checkpoints / "best.pt"
+    if not ckpt.is_file():
+        ckpt = rd.last_checkpoint
+    if not ckpt.is_file():
+        raise StoreError(f"{rd.checkpoints}: no best.pt or last.pt; pretrain cell {cfg.cell_id} first")
+    t0 = time.perf_counter()
+    _set_threads(cfg)
+    device = _device()
+    model = build_backbone(cfg, cfg.model, cfg.seed)
+    load_weights(ckpt, model)
+    data = load_labelled(cfg)
+    sets = feature_sets(data, backbone_feature_fn(model.to(device)), device)
+    rows = run_adapters(cfg, sets, data.subsets, cfg.cell_id, "fm", device)
+    rd.eval.mkdir(parents=True, exist_ok=True)
+    rd.write_eval("downstream", rows)
+    return {
+        **headline(rows),
+        "eval_rows": len(rows["metric"]),
+        "eval_wall_time_s": time.perf_counter() - t0,
+    }
+
+
+def baseline_cell_id(variant: str, model: str | None = None) -> str:
+    """``cell_id`` of a baseline row: ``baseline-<variant>[-<model>]`` (never a planned cell's hash)."""
+    return f"baseline-{variant}" + (f"-{model}" if model else "")
+
+
+def hough_rows(events: list[Event], min_hits: int) -> Rows:
+    """Classical finder on ``events`` (SPEC §10.4): tracking metrics plus ``ms_per_event``."""
+    tracking, elapsed = [], 0.0
+    for e in events:
+        t = time.perf_counter()
+        pred = find_tracks_event(e)
+        elapsed += time.perf_counter() - t
+        p = e.particles
+        parts: dict[str, np.ndarray] = {k: np.asarray(p[k]) for k in PARTICLE_KEYS if k in p}
+        tracking.append(
+            TrackingEvent(truth=np.asarray(e.hits["track_id"]), pred=pred, particles=parts or None)
+        )
+    metrics = evaluate_tracking(
+        tracking, MatchConfig(min_track_hits=min_hits, min_particle_hits=min_hits)
+    )
+    scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    scalars["ms_per_event"] = 1000.0 * elapsed / max(len(events), 1)
+    rows = _empty_rows()
+    _add(rows, baseline_cell_id("hough"), "hough", "tracking", scalars, 0, 0)
+    return rows
+
+
+def evaluate_baselines(study_dir: Path, cfg_template: RunConfig, models: list[str]) -> None:
+    """Write the study's baselines (``cfg_template.eval.baselines``) to ``<study>/baselines/eval/``.
+
+    ``cfg_template`` is any cell's config of the study (data, serialization and eval settings are
+    shared); ``models`` are the model sizes that get an ``adapter_only`` table each.
+    """
+    from fm4npp.model.embedding import NerfEmbedding
+
+    cfg = cfg_template
+    rd = baselines_dir(Path(study_dir))
+    rd.eval.mkdir(parents=True, exist_ok=True)
+    _set_threads(cfg)
+    device = _device()
+    data = load_labelled(cfg)
+    if "hough" in cfg.eval.baselines:
+        rd.write_eval("hough", hough_rows(data.test[0], cfg.eval.min_hits))
+    if "adapter_only" in cfg.eval.baselines:
+        for name in models:
+            model = build_backbone(cfg, name, cfg.seed).to(device)  # random init, frozen, same size
+            sets = feature_sets(data, backbone_feature_fn(model), device)
+            rows = run_adapters(
+                cfg, sets, data.subsets, baseline_cell_id("adapter_only", name), "adapter_only", device
+            )
+            rd.write_eval(f"adapter_only-{name}", rows)
+    if "random_embedding" in cfg.eval.baselines and models:
+        d = max(ladder.get_rung(m).d_model for m in models)  # the widest size's embedding (FM4NPP: m6's)
+        emb = NerfEmbedding(d, seed=cfg.seed).to(device)
+        sets = feature_sets(data, embedding_feature_fn(emb), device)
+        rows = run_adapters(
+            cfg, sets, data.subsets, baseline_cell_id("random_embedding"), "random_embedding", device
+        )
+        rd.write_eval("random_embedding", rows)
+
+
+def evaluate_study_cell(study_dir: Path, cell_id: str) -> dict[str, Any]:
+    """:func:`evaluate_cell` of ``<study>/runs/<cell_id>`` with the config stored in its run directory."""
+    from fm4npp.store.catalog import run_dir
+
+    rd = run_dir(Path(study_dir), cell_id)
+    if not rd.path.is_dir():
+        raise StoreError(f"{rd.path}: no such run directory (cell ids: `fm4npp-sweep status`)")
+    return evaluate_cell(rd.read_config(), rd.path)
+
+
+def evaluate_study_baselines(study_dir: Path) -> list[str]:
+    """:func:`evaluate_baselines` for the planned cells of a study (the first cell's config as the
+    template, every planned model size); returns the written table names."""
+    import json
+
+    from fm4npp.config import load_dataclass
+    from fm4npp.store.catalog import catalog_path, planned_cells
+
+    cells = planned_cells(Path(study_dir))
+    if cells.empty:
+        raise StoreError(
+            f"{catalog_path(Path(study_dir))}: no planned cells; run `fm4npp-sweep plan` first"
+        )
+    source = f"{catalog_path(Path(study_dir))}: cells.config_json"
+    template = load_dataclass(RunConfig, json.loads(cells["config_json"].iloc[0]), source, "run")
+    models = list(dict.fromkeys(cells["model"].tolist()))
+    evaluate_baselines(Path(study_dir), template, models)
+    return sorted(p.stem for p in baselines_dir(Path(study_dir)).eval.glob("*.parquet"))

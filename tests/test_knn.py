@@ -1,0 +1,60 @@
+"""The fast k-nearest-later-neighbour search agrees exactly with the dense reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fm4npp.data.knn import knn_later, knn_later_ref
+
+
+def _event(n: int, rng: np.random.Generator, grid: int | None) -> np.ndarray:
+    """(n, 3) normalised (η, φ, r); with ``grid`` the coordinates are quantised (many exact ties)
+    and φ crowds both sides of the seam."""
+    c = np.stack([rng.uniform(0.2, 0.8, n), rng.uniform(0, 1, n), rng.uniform(0, 1, n)], axis=1)
+    if grid:
+        c = np.round(c * grid) / grid
+        c[: n // 4, 1] = rng.choice([0.0, 1.0 / grid, 1.0 - 1.0 / grid, 1.0], n // 4)
+    return c
+
+
+@pytest.mark.parametrize("grid", [None, 8])
+@pytest.mark.parametrize(("strict_r", "wrap_phi"), [(True, True), (False, False)])
+@pytest.mark.parametrize("block", [7, 64])
+def test_fast_equals_dense(grid: int | None, strict_r: bool, wrap_phi: bool, block: int) -> None:
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 40, 300):
+        c = _event(n, rng, grid)
+        pos = rng.permutation(n) if strict_r else np.argsort(np.argsort(c[:, 2], kind="stable"))
+        ref_i, ref_d = knn_later_ref(c, pos, 9, strict_r=strict_r, wrap_phi=wrap_phi)
+        i, d = knn_later(c, pos, 9, strict_r=strict_r, wrap_phi=wrap_phi, block=block)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_array_equal(d, ref_d)
+
+
+def test_contract_validity_order_and_wrap() -> None:
+    rng = np.random.default_rng(3)
+    c = _event(200, rng, 16)
+    pos = rng.permutation(200)
+    idx, dist = knn_later(c, pos, 12)
+    ok = idx >= 0
+    rows = np.nonzero(ok)[0]
+    assert np.all(pos[idx[ok]] > pos[rows])
+    assert np.all(c[idx[ok], 2] > c[rows, 2])
+    assert np.all(np.diff(np.where(ok, dist, 10.0), axis=1) >= 0)
+    assert np.all(np.isinf(dist[~ok]))
+    # a hit across the φ seam is near with wrapping, far without
+    two = np.array([[0.5, 0.99, 0.1], [0.5, 0.01, 0.2]])
+    _, d_wrap = knn_later(two, np.array([0, 1]), 1)
+    _, d_flat = knn_later(two, np.array([0, 1]), 1, wrap_phi=False)
+    assert d_wrap[0, 0] == pytest.approx(np.hypot(0.02, 0.1))
+    assert d_flat[0, 0] == pytest.approx(np.hypot(0.98, 0.1))
+
+
+def test_tie_break_by_position() -> None:
+    # three candidates at the same distance: sequence position decides
+    c = np.array([[0.5, 0.5, 0.0], [0.6, 0.5, 0.1], [0.4, 0.5, 0.1], [0.5, 0.6, 0.1]])
+    pos = np.array([0, 3, 1, 2])
+    idx, _ = knn_later(c, pos, 3)
+    np.testing.assert_array_equal(idx[0], [2, 3, 1])
+    np.testing.assert_array_equal(knn_later_ref(c, pos, 3)[0][0], [2, 3, 1])

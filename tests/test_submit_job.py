@@ -1,0 +1,88 @@
+"""The job callable and the scheduler parsing, in-process (no executor)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fm4npp.config import RunConfig
+from fm4npp.errors import ConfigError
+from fm4npp.store.rundir import RunDir
+from fm4npp.sweep import job as jobmod
+from fm4npp.sweep import standin
+from fm4npp.sweep.job import CellJob, _Signals, check_cell_fn
+from fm4npp.sweep.scheduler import _parse, expand_job_id, parse_duration_s
+
+
+def cfg() -> RunConfig:
+    return RunConfig(study="s", cell_id="q1-qd1-s0-x", model="q1", dataset="qd1", n_events=250, seed=0,
+                     data_dir="data")  # fmt: skip
+
+
+def test_durations_and_array_ids() -> None:
+    assert parse_duration_s("1-02:03:04") == 86400 + 2 * 3600 + 3 * 60 + 4
+    assert parse_duration_s("05:30") == 330
+    assert parse_duration_s("UNLIMITED") is None
+    assert expand_job_id("12_[0-2,5%4]") == ["12_0", "12_1", "12_2", "12_5"]
+    info = _parse("7_1|REQUEUED|00:00:03|None\n7_1|PENDING|00:00:00|BeginTime\n7.batch|x|y|z\n", True)
+    assert info["7_1"].state == "PENDING"
+    assert info["7_1"].restarts == 1
+    assert _parse("8|CANCELLED by 0|00:01:00|None", True)["8"].state == "CANCELLED"
+
+
+@pytest.mark.parametrize(
+    ("since_start_s", "time_left_s", "stops"),
+    [
+        (1.0, 3600.0, False),  # right after a (re)start with an hour left: the SLURM 22.05 quirk
+        (1.0, 50.0, True),  # early but the limit is near: a real signal
+        (1.0, None, True),  # outside SLURM (local executor): always real
+        (120.0, 3600.0, True),  # late: real (e.g. preemption)
+    ],
+)
+def test_early_signal_tolerance(
+    monkeypatch: pytest.MonkeyPatch, since_start_s: float, time_left_s: float | None, stops: bool
+) -> None:
+    monkeypatch.setattr(jobmod, "slurm_time_left_s", lambda: time_left_s)
+    now = time.monotonic()
+    sig = _Signals(started=now - since_start_s, signal_delay_s=30)
+    assert not sig.should_stop()
+    sig.flag_at = now
+    assert sig.should_stop() is stops
+    if not stops:
+        assert sig.flag_at is None  # forgotten: a later real signal still counts
+
+
+def test_job_runs_in_process_and_checkpoint_requeues_itself(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "c"
+    job = CellJob(cfg=cfg(), run_dir=str(run), cell_fn="standin?steps=4&step_s=0")
+    summary = job()
+    assert summary["status"] == "done"
+    assert summary["evaluated"] is False
+    assert RunDir(run).read_summary() == summary
+    assert job() == summary  # finished: returns at once
+    delayed = job.checkpoint()
+    nxt = delayed.function
+    assert isinstance(nxt, CellJob)
+    assert nxt.attempt == 2
+    assert nxt.pretrain_result == job.pretrain_result
+
+
+def test_interrupted_outside_submitit_propagates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobmod._Signals, "should_stop", lambda self: True)
+    job = CellJob(cfg=cfg(), run_dir=str(tmp_path / "c"), cell_fn="standin?steps=4&step_s=0")
+    with pytest.raises(standin.Interrupted):
+        job()
+    assert RunDir(tmp_path / "c").last_checkpoint.is_file()
+    assert RunDir(tmp_path / "c").read_summary() is None
+
+
+def test_cell_function_specs() -> None:
+    check_cell_fn("standin?steps=3")
+    with pytest.raises(ConfigError, match="unknown stand-in option 'stpes'"):
+        check_cell_fn("standin?stpes=3")
+    with pytest.raises(ConfigError, match="allowed: pretrain, standin"):
+        check_cell_fn("pretrian")
