@@ -68,15 +68,61 @@ def fit_metric_vs_n(
     return MetricFit(task, metric, higher_is_better, fit, saturated, seed_sd, summ)
 
 
+FM = "fm"  # the pretrained backbone's variant; baselines: adapter_only, random_embedding, hough
+SIZED_BASELINES = ("adapter_only",)  # baselines with one backbone per model size (plotted vs N)
+
+
+def prepare_evals(evals: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Catalog ``eval_metrics`` rows ready to fit and plot (one row per value, long format).
+
+    ``variant`` defaults to ``fm``; ``adapter_only`` rows (cell_id ``baseline-adapter_only-<model>``, N
+    NaN in the catalog) get that model's N from ``cells``; ``fm`` rows get the cell's ``n_events`` (D);
+    per (task, variant) only the largest ``n_labelled`` is kept (the adapter budget is held fixed, §7).
+    """
+    need = {"task", "metric", "value"}
+    if not need <= set(evals.columns):
+        raise FitError(f"eval_metrics lacks column(s) {', '.join(sorted(need - set(evals.columns)))}")
+    df = evals.copy()
+    df["variant"] = df["variant"].fillna(FM).astype(str) if "variant" in df.columns else FM
+    n = pd.to_numeric(df["n_params"], errors="coerce") if "n_params" in df.columns else np.nan
+    df["n_params"] = np.asarray(n, dtype=float) if np.ndim(n) else n
+    cid = df["cell_id"].astype(str) if "cell_id" in df.columns else pd.Series("", index=df.index)
+    if cells is not None and {"cell_id", "n_params"} <= set(cells.columns):
+        by_cell = cells.drop_duplicates("cell_id").set_index("cell_id")
+        df["n_params"] = df["n_params"].fillna(cid.map(by_cell["n_params"]).astype(float))
+        if "n_events" in by_cell.columns:
+            df["n_events"] = cid.map(by_cell["n_events"]).astype(float)
+        if "model" in cells.columns:
+            size = cells.dropna(subset=["model"]).groupby("model")["n_params"].first().astype(float)
+            for v in SIZED_BASELINES:
+                model = cid.str.removeprefix(f"baseline-{v}-")
+                if "model" in df.columns:
+                    model = df["model"].where(df["model"].notna(), model).astype(str)
+                hit = (df["variant"] == v) & df["n_params"].isna()
+                if hit.any():
+                    df.loc[hit, "n_params"] = model[hit].map(size).astype(float)
+    if "n_labelled" in df.columns:
+        top = df.groupby(["task", "variant"])["n_labelled"].transform("max")
+        df = df[df["n_labelled"].isna() | (df["n_labelled"] == top)]
+    return df.reset_index(drop=True)
+
+
 def fit_eval_metrics(
-    evals: pd.DataFrame, lower_is_better: tuple[str, ...] = ("loss", "mse", "fake_rate")
+    evals: pd.DataFrame, lower_is_better: tuple[str, ...] = ("loss", "mse", "fake_rate", "ms_per")
 ) -> list[MetricFit]:
-    """One :class:`MetricFit` per (task, metric) of the catalog's ``eval_metrics`` table."""
+    """One :class:`MetricFit` per (task, metric) of the ``fm`` rows (``prepare_evals`` output or raw).
+
+    With a D column (``n_events``) each size is fitted at its largest D, the most-trained backbone.
+    """
     need = {"task", "metric", "n_params", "value"}
     if not need <= set(evals.columns):
         raise FitError(f"eval_metrics lacks column(s) {', '.join(sorted(need - set(evals.columns)))}")
+    fm = evals if "variant" not in evals.columns else evals[evals["variant"].fillna(FM) == FM]
+    fm = fm.dropna(subset=["n_params", "value"])
+    if "n_events" in fm.columns and fm["n_events"].notna().all():
+        fm = fm[fm["n_events"] == fm.groupby("n_params")["n_events"].transform("max")]
     out = []
-    for (task, metric), grp in evals.groupby(["task", "metric"], sort=True):
+    for (task, metric), grp in fm.groupby(["task", "metric"], sort=True):
         hib = not any(s in str(metric).lower() for s in lower_is_better)
         out.append(
             fit_metric_vs_n(
@@ -88,6 +134,17 @@ def fit_eval_metrics(
             )
         )
     return out
+
+
+def downstream_table(evals: pd.DataFrame) -> pd.DataFrame:
+    """Mean, seed sd and count per task, metric, variant and N (NaN N for size-free baselines)."""
+    keys = ["task", "metric", "variant", "n_params"]
+    df = evals.assign(n_params=evals["n_params"].fillna(-1.0))
+    if "n_events" in df.columns:
+        df = df.assign(n_events=df["n_events"].fillna(-1.0))
+        keys.append("n_events")
+    out = df.groupby(keys, sort=True)["value"].agg(mean="mean", sd="std", n="count").reset_index()
+    return out.replace({"n_params": {-1.0: np.nan}, "n_events": {-1.0: np.nan}})
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ REQUIRED = ("n_params", "loss")
 D_COLUMNS = ("n_tokens", "n_events")  # either names D for a plain table
 CATALOG_LOSS = {"final": "final_val_loss", "smoothed": "smoothed_val_loss"}
 CATALOG_D = {"events": "n_events", "hits": "n_hits"}
+# Statuses of cells that have not produced a result yet (finished_cells fills "planned" for no summary).
+PENDING = ("planned", "submitted", "pending", "queued", "running", "nan", "None")
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,8 +168,12 @@ def from_cells(
     for i, row in enumerate(cells.itertuples(index=False)):
         rec = row._asdict()
         why = ""
+        reason = rec.get("reason")
+        if status is not None and status[i] in PENDING:
+            keep[i] = False  # not run yet: no result to exclude (plot 3 marks it as planned)
+            continue
         if status is not None and status[i] not in ("finished", "done", "completed"):
-            why = f"status {status[i]}" + (f": {rec.get('reason')}" if rec.get("reason") else "")
+            why = f"status {status[i]}" + (f": {reason}" if isinstance(reason, str) and reason else "")
         elif not np.isfinite(float(rec[l_col])) or float(rec[l_col]) <= 0:
             why = f"{l_col} is {rec[l_col]} (diverged or missing)"
         if why:

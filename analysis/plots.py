@@ -42,7 +42,7 @@ def _band(fit: FitResult, boot: BootstrapResult | None, **axes: Array) -> tuple[
     lx = np.column_stack([np.log(np.asarray(axes[a], float)) for a in fit.law.axes])
     if boot is not None and boot.ok.sum() >= 20:
         lo, hi = boot.band(lambda th: np.exp(predict_log(th, lx)))
-        return lo, hi, "95% CI (cluster bootstrap)"
+        return lo, hi, f"95% CI ({boot.label})"
     from analysis.uncertainty import log_prediction_band
 
     lo, hi = log_prediction_band(fit, axes)
@@ -202,7 +202,7 @@ def allocation_vs_compute(
         if boot is not None and boot.ok.sum() >= 20:
             lo, hi = boot.ci(name, C=grid, k=k)
             ax.fill_between(
-                grid, lo, hi, color="C0", alpha=0.2, lw=0, label="95% CI (cluster bootstrap)"
+                grid, lo, hi, color="C0", alpha=0.2, lw=0, label=f"95% CI ({boot.label})"
             )
         if name == "N_opt":
             mid = len(grid) // 2

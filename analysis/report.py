@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import plots, plots_study
+from analysis import plots, plots_study, report_text
 from analysis.diagnostics import FitWarning, extrapolation_far
 from analysis.fit import FitResult, fit_law
 from analysis.inputs import FitData, from_cells
@@ -41,6 +41,10 @@ class Analysis:
     figures: dict[str, Any] = field(default_factory=dict)
     validation: pd.DataFrame | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    holdout: pd.DataFrame | None = None  # hold_out_largest along N (§4.1 headline)
+    holdout_why: str = ""  # why there is no hold-out check
+    downstream: pd.DataFrame | None = None  # downstream_table of the prepared eval rows
+    metric_fits: list[Any] = field(default_factory=list)
 
 
 def interval_table(
@@ -92,8 +96,8 @@ def analyse(
     k: float = 6.0,
 ) -> Analysis:
     """Fit every form, attach uncertainty and validation, and build the figures (no I/O)."""
-    from analysis import validation
-    from analysis.downstream import fit_eval_metrics
+    from analysis import plots_design, validation
+    from analysis.downstream import downstream_table, fit_eval_metrics, prepare_evals
     from analysis.uncertainty import bootstrap
 
     data = from_cells(cells, loss=loss, d_unit=d_unit)
@@ -117,10 +121,17 @@ def analyse(
         target = target_c or float(c_obs.max() * 10)
         res.warnings += extrapolation_far(float(c_obs.max()), target, "C")
         boot = bootstrap(fit, n_boot) if n_boot > 0 else None
+        if boot is not None:
+            settings["bootstrap"] = f"{boot.label}, {n_boot} resamples"
         res.intervals, iw, profs = interval_table(fit, boot, target, k)
         res.warnings += iw
         f["loss_vs_n"] = plots.loss_vs_n(fit, boot)
         f["loss_vs_d"] = plots.loss_vs_d(fit, boot)
+        f["design_map"] = plots_design.design_map(fit, cells, d_unit, k)
+        try:
+            res.holdout = validation.hold_out_largest(data, "N", method)
+        except FitError as err:
+            res.holdout_why = str(err)
         f["isoflop"] = plots.isoflop(fit, k)
         f["allocation"] = plots.allocation_vs_compute(fit, boot, target, k)
         f["residuals"] = plots.residuals(fit)
@@ -138,17 +149,42 @@ def analyse(
         f["parity"] = plots.parity(fit, held)
         if "frontier" in res.others:
             f["frontier"] = plots.frontier(res.others["frontier"], fit, k)
+    else:
+        res.holdout_why = "the joint fit failed"
+    if data.seed is not None and len(np.unique(data.cell)) < len(data):
+        f["seed_spread"] = plots_design.seed_spread(data, curves, fit.problem.delta if fit else None)
     if curves is not None and len(curves):
-        used = pd.DataFrame({"n_events": data.D, "loss": data.L}) if d_unit == "events" else None
-        f["training_curves"] = plots_study.training_curves(curves, used)
+        used = None
+        if d_unit == "events":
+            used = _used_points(cells, loss)
+        f["training_curves"] = plots_study.training_curves(curves, used, cells=cells)
     if evals is not None and len(evals):
         try:
-            f["downstream"] = plots_study.downstream(fit_eval_metrics(evals))
+            prepared = prepare_evals(evals, cells)
+            res.metric_fits = fit_eval_metrics(prepared)
+            res.downstream = downstream_table(prepared)
+            f["downstream"] = plots_study.downstream(res.metric_fits, prepared)
         except FitError as err:
             res.failures.append(("downstream fits", str(err)))
     if {"node_hours_planned", "wall_time_s"} <= set(cells.columns):
         f["node_hours"] = plots_study.node_hours(cells)
     return res
+
+
+def _used_points(cells: pd.DataFrame, loss: str) -> pd.DataFrame:
+    """cell_id, n_events (events seen when known) and loss of every cell the fit used (plot 12 markers)."""
+    from analysis.inputs import CATALOG_LOSS
+
+    col = CATALOG_LOSS[loss]
+    ok = pd.to_numeric(cells[col], errors="coerce").gt(0)
+    if "status" in cells.columns:
+        ok &= cells["status"].astype(str).isin(("finished", "done", "completed"))
+    df = cells[ok]
+    d = df["n_events"].astype(float)
+    if "events_seen" in df.columns:
+        seen = pd.to_numeric(df["events_seen"], errors="coerce")
+        d = seen.where(seen > 0, d)
+    return pd.DataFrame({"cell_id": df["cell_id"], "n_events": d, "loss": df[col].astype(float)})
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -172,7 +208,7 @@ def _table(df: pd.DataFrame) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def fit_card(fit: FitResult, data: FitData) -> pd.DataFrame:
+def fit_card(fit: FitResult, data: FitData, bootstrap: str = "cluster bootstrap") -> pd.DataFrame:
     """The (Mis)Fitting checklist (Li et al. 2025) as a two-column table."""
     s = fit.settings
     rows = [
@@ -190,7 +226,7 @@ def fit_card(fit: FitResult, data: FitData) -> pd.DataFrame:
         ("objective", s["objective"]),
         ("optimiser", s["optimizer"]),
         ("initialisation", f"{s['method']}: {s['init']}, {s['n_starts_polished']} starts polished"),
-        ("intervals", "delta (Huber sandwich), cluster bootstrap (percentile), profile (robust LR)"),
+        ("intervals", f"delta (Huber sandwich), {bootstrap}, profile (robust LR)"),
         ("unrounded parameters", json.dumps(fit.params)),
         (
             "residual MAD vs delta",
@@ -213,11 +249,16 @@ def render(res: Analysis, out_dir: Path, title: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [f"<h1>{html.escape(title)}</h1>"]
     codes = sorted({w.code for w in res.warnings})
+    if res.fit is not None:
+        lines = report_text.headline(res.data, res.intervals, res.holdout, res.holdout_why, codes)
+        parts.append("<h2>Summary</h2>" + "".join(f"<p class='headline'>{html.escape(t)}</p>" for t in lines))
+        parts.append("<h2>Fitted exponents (95% intervals)</h2>"
+                     + _table(report_text.exponent_table(res.intervals)))  # fmt: skip
     parts.append("<h2>Warnings</h2><ul>" + "".join(
         f"<li><b>{html.escape(w.code)}</b>: {html.escape(w.detail)}</li>" for w in res.warnings
     ) + "</ul>" if codes else "<h2>Warnings</h2><p>none</p>")  # fmt: skip
     if res.fit is not None:
-        parts.append("<h2>Fit card</h2>" + _table(fit_card(res.fit, res.data)))
+        parts.append("<h2>Fit card</h2>" + _table(fit_card(res.fit, res.data, res.settings.get("bootstrap", "no bootstrap"))))
         parts.append(
             "<h2>Parameters and intervals (95%)</h2>"
             + _table(res.intervals if res.intervals is not None else pd.DataFrame())
@@ -236,6 +277,13 @@ def render(res: Analysis, out_dir: Path, title: str) -> Path:
         )
         agg.columns = [" ".join(c).strip() for c in agg.columns]
         parts.append("<h2>Rollout (hold out the largest sizes)</h2>" + _table(agg))
+    if res.holdout is not None:
+        cols = ["N", "D", "L", "pred", "pred_lo", "pred_hi", "signed_rel_err", "distance_decades"]
+        parts.append("<h2>Held-out largest size</h2>" + _table(res.holdout[cols]))
+    if res.metric_fits:
+        parts.append("<h2>Downstream fits</h2>" + _table(report_text.metric_fit_table(res.metric_fits)))
+    if res.downstream is not None:
+        parts.append("<h2>Downstream metrics (mean, seed sd)</h2>" + _table(res.downstream))
     parts.append("<h2>Figures</h2>")
     for name, fig in res.figures.items():
         png = _png(fig)

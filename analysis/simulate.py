@@ -86,26 +86,31 @@ def coverage(
 ) -> pd.DataFrame:
     """Fraction of replicas whose nominal ``level`` interval covers the truth, per method and quantity.
 
-    The profile interval is only defined for parameters, so ``a`` is skipped for it.
+    Methods: ``delta``, ``profile``, ``bootstrap`` (the ``auto`` scheme) and ``bootstrap_<scheme>`` for
+    the schemes of :mod:`analysis.bootstrap` (``cell``, ``cell_seed``, ``wild``). The profile interval is
+    only defined for parameters, so ``a`` is skipped for it. Each row also carries the mean interval
+    width relative to the truth.
     """
+    from analysis.bootstrap import bootstrap
     from analysis.derived import quantity
     from analysis.fit import fit_law
     from analysis.laws import params_to_theta
-    from analysis.uncertainty import bootstrap, delta_interval, profile_interval
+    from analysis.uncertainty import delta_interval, profile_interval
 
     law = FORMS["chinchilla"]
     true_theta = params_to_theta(law, truth)
     truth_v = {nm: float(quantity(law, true_theta, nm)) for nm in names}
     rng = np.random.default_rng(seed)
-    hits: dict[tuple[str, str], list[bool]] = {}
+    hits: dict[tuple[str, str], list[tuple[bool, float]]] = {}
     for _ in range(n_rep):
         data = simulate(truth, design, sigma, outlier_every, rng)
         fit = fit_law(data, method="vp", check_order=False)
-        boot = (
-            bootstrap(fit, n_boot, seed=int(rng.integers(1 << 31)), vp_restart=False)
-            if "bootstrap" in methods
-            else None
-        )
+        boot_seed = int(rng.integers(1 << 31))
+        boots = {
+            m: bootstrap(fit, n_boot, boot_seed, vp_restart=False, scheme=m.partition("_")[2] or "auto")
+            for m in methods
+            if m.startswith("bootstrap")
+        }
         for nm in names:
             for m in methods:
                 if m == "delta":
@@ -117,11 +122,12 @@ def coverage(
                     lo = -np.inf if p.open_lo else p.lo
                     hi = np.inf if p.open_hi else p.hi
                 else:
-                    assert boot is not None
-                    lo, hi = (float(np.squeeze(v)) for v in boot.ci(nm, level))
-                hits.setdefault((m, nm), []).append(lo <= truth_v[nm] <= hi)
+                    lo, hi = (float(np.squeeze(v)) for v in boots[m].ci(nm, level))
+                hit = lo <= truth_v[nm] <= hi
+                hits.setdefault((m, nm), []).append((hit, (hi - lo) / abs(truth_v[nm])))
     rows = [
-        {"method": m, "quantity": nm, "coverage": float(np.mean(v)), "n_rep": len(v)}
+        {"method": m, "quantity": nm, "coverage": float(np.mean([h for h, _ in v])),
+         "rel_width": float(np.median([w for _, w in v])), "n_rep": len(v)}
         for (m, nm), v in hits.items()
-    ]
+    ]  # fmt: skip
     return pd.DataFrame(rows)

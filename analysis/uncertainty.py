@@ -1,4 +1,4 @@
-"""Uncertainty (SCALING.md §3): cluster bootstrap, profile-likelihood intervals, delta method.
+"""Uncertainty (SCALING.md §3): profile-likelihood intervals and the delta method (bootstraps: bootstrap.py).
 
 All three share one noise model: the Huber M-estimator sandwich, Var(θ̂) ≈ τ²·(JᵀJ)⁻¹ with
 τ² = E ψ² / (E ψ')² (Huber 1964), J = ∂ log L̂ / ∂θ. The profile statistic is the robust likelihood-ratio
@@ -18,11 +18,15 @@ from scipy.optimize import brentq
 from scipy.stats import chi2, norm
 
 from analysis.blas import single_blas_thread
+from analysis.bootstrap import BootstrapResult, bootstrap, resample_indices
 from analysis.derived import quantity
 from analysis.fit import FitResult, polish
 from analysis.objective import robust_scale_factors
-from analysis.vp import vp_grid
 
+__all__ = [
+    "BootstrapResult", "ProfileInterval", "bootstrap", "compare_to", "covariance", "delta_interval",
+    "log_prediction_band", "profile_interval", "resample_indices",
+]  # fmt: skip
 Array = NDArray[np.float64]
 LOG_SCALE = ("E", "A", "B", "K", "G", "N_opt", "D_opt", "ratio", "L_star")  # positive: intervals via log
 
@@ -183,91 +187,3 @@ def compare_to(fit: FitResult, params: dict[str, float]) -> tuple[float, float]:
     th = params_to_theta(fit.law, params)
     s = 2.0 * (fit.problem.value(th) - fit.objective) * lr_calibration(fit)
     return float(s), float(chi2.sf(s, len(th)))
-
-
-# ----------------------------------------------------------------------------------------------------
-# Cluster bootstrap (§3.1)
-
-
-@dataclass(frozen=True, eq=False)
-class BootstrapResult:
-    """``thetas`` (B, p) internal draws; ``ok`` converged draws; ``at_bound`` draws touching a bound."""
-
-    fit: FitResult
-    thetas: Array
-    ok: NDArray[np.bool_]
-    at_bound: NDArray[np.bool_]
-
-    @property
-    def failed_fraction(self) -> float:
-        return float(1.0 - self.ok.mean())
-
-    @property
-    def bound_fraction(self) -> float:
-        return float(self.at_bound.mean())
-
-    def values(self, name: str, C: float | Array | None = None, k: float = 6.0) -> Array:
-        """A parameter or derived quantity for every usable draw, (B_ok,) or (B_ok, len(C))."""
-        return np.array([quantity(self.fit.law, th, name, C, k) for th in self.thetas[self.ok]])
-
-    def ci(
-        self, name: str, level: float = 0.95, C: float | Array | None = None, k: float = 6.0
-    ) -> tuple[Array, Array]:
-        """Percentile interval (lo, hi)."""
-        v = self.values(name, C, k)
-        q = 100 * np.array([0.5 - level / 2, 0.5 + level / 2])
-        lo, hi = np.percentile(v, q, axis=0)
-        return lo, hi
-
-    def band(self, fn: Callable[[Array], Array], level: float = 0.95) -> tuple[Array, Array]:
-        """Percentile band of any θ → array function (curves in plots)."""
-        v = np.array([fn(th) for th in self.thetas[self.ok]])
-        q = 100 * np.array([0.5 - level / 2, 0.5 + level / 2])
-        lo, hi = np.percentile(v, q, axis=0)
-        return lo, hi
-
-
-def resample_indices(
-    cells: NDArray[np.intp], runs: NDArray[np.intp], rng: np.random.Generator
-) -> NDArray[np.intp]:
-    """Two-level cluster resample: cells with replacement, then runs within each drawn cell.
-
-    Rows of one run (its checkpoints) always move together.
-    """
-    uniq = np.unique(cells)
-    out = []
-    for c in rng.choice(uniq, size=len(uniq), replace=True):
-        in_cell = np.flatnonzero(cells == c)
-        run_ids = np.unique(runs[in_cell])
-        for r in rng.choice(run_ids, size=len(run_ids), replace=True):
-            out.append(in_cell[runs[in_cell] == r])
-    return np.concatenate(out)
-
-
-@single_blas_thread
-def bootstrap(
-    fit: FitResult, n_boot: int = 1000, seed: int = 0, vp_restart: bool = True
-) -> BootstrapResult:
-    """Cluster bootstrap of ``fit`` (§3.1): each draw is polished from θ̂ and from a coarse VP start."""
-    rng = np.random.default_rng(seed)
-    cells = fit.data.cell_ids()
-    runs = np.zeros(len(cells), dtype=np.intp)
-    if fit.data.seed is not None:
-        runs = np.unique(fit.data.seed.astype(str), return_inverse=True)[1].astype(np.intp)
-    coarse = np.round(np.arange(0.05, 2.5 + 1e-9, 0.05), 10)  # 0.05 grid: 2500 combinations
-    bounds = list(fit.bounds)
-    thetas, ok, at_bound = [], [], []
-    lo = np.array([b[0] for b in bounds])
-    hi = np.array([b[1] for b in bounds])
-    for _ in range(n_boot):
-        idx = resample_indices(cells, runs, rng)
-        prob = fit.problem.take(idx)
-        best = polish(prob, fit.theta, bounds)
-        if vp_restart:
-            th, sse = vp_grid(prob.log_x, np.exp(prob.log_l), bounds[fit.law.k], coarse)
-            alt = polish(prob, th[int(np.argmin(sse))], bounds)
-            best = alt if float(alt.fun) < float(best.fun) else best
-        thetas.append(best.x)
-        ok.append(best.status in (0, 2) and np.all(np.isfinite(best.x)))
-        at_bound.append(bool(np.any(best.x <= lo + 1e-6) or np.any(best.x >= hi - 1e-6)))
-    return BootstrapResult(fit, np.array(thetas), np.array(ok), np.array(at_bound))

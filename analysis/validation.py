@@ -65,13 +65,25 @@ def rollout(
 
 
 def hold_out_largest(data: FitData, axis: str = "N", method: str = "vp") -> pd.DataFrame:
-    """The headline check: fit without the largest ``axis`` level and predict it (e.g. m6 from m1–m5)."""
+    """The headline check: fit without the largest ``axis`` level and predict it (e.g. m6 from m1–m5).
+
+    Per held-out point as in :func:`rollout`, plus ``pred_lo``/``pred_hi``, the 95% prediction band
+    for a new run (delta method + seed variance). ``attrs``: ``warnings`` (codes of the reduced fit),
+    ``train_max`` and ``held`` (the held-out level).
+    """
+    from analysis.uncertainty import log_prediction_band
+
     x, levels = _groups(data, axis)
     if len(levels) < 2:
         raise FitError(f"hold-out along {axis} needs at least 2 distinct levels")
     train = x < levels[-1]
     fit = fit_law(data.subset(train), "chinchilla", method, check_order=False)
-    return _errors(data, fit, ~train, float(levels[-2]), axis)
+    df = _errors(data, fit, ~train, float(levels[-2]), axis)
+    df["pred_lo"], df["pred_hi"] = log_prediction_band(
+        fit, {"N": df["N"].to_numpy(), "D": df["D"].to_numpy()}, prediction=True
+    )
+    df.attrs.update(warnings=fit.warning_codes, train_max=float(levels[-2]), held=float(levels[-1]))
+    return df
 
 
 def leave_one_group_out(

@@ -63,3 +63,23 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def paper_check() -> None:
+    """Our GPU-hours for the paper's m1–m6 at 12.8M events seen (d9 × 1.28 epochs) beside the
+    paper's reported GPU-hours (SPEC §6.1), on A100 TF32 at the profile's MFU."""
+    plan = make_plan(load_sweep(REPO / "sweeps" / "fm4npp-paper.yaml"))
+    reported = {"m1": 10, "m2": 12, "m3": 80, "m4": 256, "m5": 1200, "m6": 4608}
+    print("\npaper ladder at 12.8M events (d9, 1.28 epochs), fp32/TF32 A100 (H100 for m1–m2 in the paper)")
+    print(f"{'rung':<5}{'GPUs':>6}{'ours GPU-h':>12}{'paper GPU-h':>13}{'ratio':>8}{'implied MFU':>13}")
+    mfu = plan.cluster.mfu
+    for c in plan.cells:
+        if c.dataset != "d9":
+            continue
+        ratio = reported[c.model] / c.cost.gpu_hours
+        print(f"{c.model:<5}{c.cost.gpus:>6}{c.cost.gpu_hours:>12.1f}{reported[c.model]:>13}{ratio:>8.1f}"
+              f"{mfu / ratio:>13.2%}")
+
+
+if __name__ == "__main__":
+    paper_check()

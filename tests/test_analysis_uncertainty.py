@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA
 
+from analysis.bootstrap import cr2_residuals
 from analysis.fit import fit_law
 from analysis.laws import HOFFMANN_ROUNDED
-from analysis.simulate import SURFACES, Design, coverage, simulate
+from analysis.simulate import DATA_LADDER, LADDER_N, SURFACES, Design, coverage, simulate
 from analysis.uncertainty import (
     bootstrap,
     compare_to,
@@ -97,11 +98,45 @@ def test_prediction_band_wider_than_confidence_band() -> None:
 def test_cluster_resampling_moves_runs_together() -> None:
     cells = np.array([0, 0, 0, 0, 1, 1, 2, 2])
     runs = np.array([0, 0, 1, 1, 0, 1, 0, 0])  # cell 0: two runs with two checkpoints each
-    idx = resample_indices(cells, runs, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # default: one level, a drawn cell brings every run and checkpoint
+        idx = resample_indices(cells, runs, rng)
+        drawn = cells[idx]
+        for c in np.unique(drawn):
+            assert (drawn == c).sum() % (cells == c).sum() == 0
+    idx = resample_indices(cells, runs, np.random.default_rng(0), two_level=True)
     picked = [(int(cells[i]), int(runs[i])) for i in idx]
     for c, r in set(picked):
         n_rows = int(((cells == c) & (runs == r)).sum())
         assert picked.count((c, r)) % n_rows == 0  # every draw of a run brings all of its rows
+
+
+def test_bootstrap_scheme_choice_and_wild_intervals() -> None:
+    """< 15 cells: the wild cluster bootstrap (Webb weights, CR2, t tails with G − 1 df)."""
+    small = simulate(SURFACES["fm4npp"], Design(N=LADDER_N[1:4], D=DATA_LADDER[::3], seeds=2),
+                     sigma=0.01, rng=np.random.default_rng(4))  # fmt: skip
+    fit = fit_law(small, check_order=False)
+    boot = bootstrap(fit, 60, seed=2)
+    assert boot.scheme == "wild"
+    assert boot.t_df == 8  # 9 cells
+    assert boot.failed_fraction < 0.1
+    assert len(np.unique(boot.thetas[:, 3])) > 30  # draws differ
+    for name in ("alpha", "beta", "E"):
+        lo, hi = boot.ci(name)
+        est = fit.params[name]
+        assert lo < est < hi
+        if name == "E":  # positive: symmetric on the log scale
+            assert np.log(est) - np.log(lo) == pytest.approx(np.log(hi) - np.log(est), rel=1e-6)
+    # CR2 inflates residuals: every cell's corrected residual norm is at least the raw one.
+    cells = fit.data.cell_ids()
+    raw, cor = -fit.residuals(), cr2_residuals(fit, cells)
+    for c in np.unique(cells):
+        assert np.linalg.norm(cor[cells == c]) >= np.linalg.norm(raw[cells == c]) - 1e-12
+    big = fit_law(simulate(SURFACES["fm4npp"], Design(seeds=2), sigma=0.01), check_order=False)
+    assert bootstrap(big, 3, vp_restart=False).scheme == "cell"
+    assert bootstrap(big, 3, vp_restart=False, scheme="cell_seed").label.endswith("and seed")
+    with pytest.raises(ValueError, match="allowed: auto, cell, cell_seed, wild"):
+        bootstrap(big, 1, scheme="pairs")
 
 
 @pytest.mark.slow

@@ -1,9 +1,40 @@
-"""CLI commands: quickstart (stub until its issue lands)."""
+"""``fm4npp-sweep quickstart``: the whole quickstart study on this machine, end to end."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add this module's subcommands to the top-level parser."""
+    p = sub.add_parser(
+        "quickstart",
+        help="run the quickstart study end to end on CPU: events, plan, train, evaluate, fit, report",
+    )
+    p.add_argument("--sweep", type=Path, default=None, help="sweep file (default: sweeps/quickstart.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a sweep key (repeatable)")
+    p.add_argument("--max-parallel", type=int, default=None, help="cells at once (default: cores)")
+    p.add_argument("--bootstrap", type=int, default=300, metavar="N", help="bootstrap resamples of the fits")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fm4npp.cli.submit import _LiveTable
+    from fm4npp.sweep.quickstart import DEFAULT_SWEEP, run_quickstart
+
+    live = _LiveTable()
+    try:
+        result = run_quickstart(
+            args.sweep or DEFAULT_SWEEP,
+            overrides=args.overrides,
+            max_parallel=args.max_parallel,
+            n_boot=args.bootstrap,
+            on_update=live.update,
+        )
+    finally:
+        live.stop()
+    total = sum(result.timings_s.values())
+    print("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings_s.items()) + f" (total {total:.0f} s)")
+    print(f"report: {result.report}")
+    return 1 if result.n_failed else 0

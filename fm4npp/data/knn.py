@@ -5,25 +5,41 @@ For point i a candidate j satisfies ``pos[j] > pos[i]`` (later in the sequence) 
 (η_n, φ_n, r_n); with ``wrap_phi`` the φ difference is wrapped, Δφ ← Δφ − round(Δφ). Neighbours
 are ordered by (squared distance, sequence position), so ties are deterministic.
 
-Two implementations with identical results (same float64 distance formula, same sort keys):
+Implementations with identical results (same float64 distance formula, same sort keys):
 
 - :func:`knn_later_ref`: the dense N×N reference (kept for tests and benchmarks).
-- :func:`knn_later`: blocks of consecutive sequence positions. Hits later than the whole block (in
-  pos and r) are candidates of every query and go into a ``scipy.spatial.cKDTree`` (φ rotated so
-  the block's arc sits opposite the seam) queried for k + 2; hits that are candidates of only some
-  queries are pruned by a bounding-box test and checked densely. Rows whose k-th pick reaches the
-  tree's horizon are redone densely, so the result is exact.
+- :func:`knn_later`: a numba kernel. Hits are sorted by r once; each query scans outward in r
+  (upward only with ``strict_r``), keeps its k best keys in an insertion-sorted buffer and stops a
+  direction once the quantised (Δr)² exceeds the k-th key's, since d² ≥ (Δr)² in float64 too.
+- :func:`_knn_blocked`: the numpy/scipy fallback used only when numba is missing: blocks of
+  consecutive sequence positions; hits later than the whole block (in pos and r) go into a
+  ``scipy.spatial.cKDTree`` (φ rotated so the block's arc sits opposite the seam) queried for
+  k + 2; hits that are candidates of only some queries are pruned by a bounding-box test and
+  checked densely. Rows whose k-th pick reaches the tree's horizon are redone densely.
 """
-
 from __future__ import annotations
 
-import numpy as np
-from scipy.spatial import cKDTree
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-_SAFETY = 1.0 - 1e-7  # margin between cKDTree's distances and our keys (quantised at 2^-28)
+import numpy as np
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+try:
+    from numba import njit
+
+    _HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - numba is a dependency; without it knn_later is the dense path
+    _HAVE_NUMBA = False
+
+    def njit(*_args: object, **_kwargs: object) -> Callable[[_F], _F]:
+        return lambda f: f
+
 _KEY_BITS = 24  # low bits of the d² key that hold the sequence position (pos < 2^24)
 _INVALID = np.iinfo(np.int64).max
-_BLOCK = 128  # queries per block (measured at 1,000 hits: 64–256 within 20 %)
+_BLOCK = 128  # kept for the signature of knn_later (the former blocked search's queries per block)
+_SLAB = 32  # hits per r slab (measured at 500–2,000 hits: 16–64 within 15 %)
+_LOW = (1 << _KEY_BITS) - 1
 
 
 def _sqdist(cols: tuple[np.ndarray, ...], i: np.ndarray, j: np.ndarray, wrap_phi: bool) -> np.ndarray:
@@ -102,28 +118,164 @@ def knn_later_ref(
     return idx, np.sqrt(d2s)
 
 
-def _phi_arc(phi_q: np.ndarray) -> tuple[float, float]:
-    """Shortest arc (start, width) of the φ_n ring covering all of ``phi_q``."""
-    ring = np.sort(np.mod(phi_q, 1.0))
-    gaps = np.diff(np.append(ring, ring[0] + 1.0))
-    a = int(np.argmax(gaps))
-    return float(ring[(a + 1) % len(ring)]), float(1.0 - gaps[a])
+@njit(cache=True, nogil=True)
+def _scan(
+    u0: int,
+    u1: int,
+    lay: tuple[np.ndarray, ...],
+    q: tuple[float, float, float, int],
+    strict_r: bool,
+    wrap_phi: bool,
+    heap: np.ndarray,
+    cnt: int,
+    cap: int,
+) -> int:
+    """Offer layout slots u0..u1-1 to query ``q`` = (η, φ, r, pos rank); returns the new count.
+
+    ``heap`` (k,) is a max-heap of keys: float64 bits of d² with the low ``_KEY_BITS`` replaced by
+    the pos rank (same order as :func:`_keys`, whose ties break by pos); keys ≥ ``cap`` are dropped."""
+    se, sf, sr, sp = lay
+    ei, fi, ri, pi = q
+    k = heap.shape[0]
+    for u in range(u0, u1):
+        pj = sp[u]
+        de = se[u] - ei
+        dp = sf[u] - fi
+        if wrap_phi:
+            dp -= np.rint(dp)  # SPEC §4.4; rint = numpy's round (half to even)
+        dr = sr[u] - ri
+        d2 = de * de + dp * dp + dr * dr  # the formula and order of _sqdist
+        key = (np.int64(np.float64(d2).view(np.int64)) & ~_LOW) | pj
+        # validity folded into the key (a select, not a branch: the pos test is a coin flip)
+        ok = (pj > pi) & ((not strict_r) | (sr[u] > ri))
+        key = key if ok else cap
+        if key >= (heap[0] if cnt == k else cap):
+            continue
+        if cnt < k:  # sift up
+            m = cnt
+            cnt += 1
+            while m > 0 and heap[(m - 1) >> 1] < key:
+                heap[m] = heap[(m - 1) >> 1]
+                m = (m - 1) >> 1
+        else:  # replace the top, sift down
+            m = 0
+            while 2 * m + 1 < k:
+                c = 2 * m + 1
+                if c + 1 < k and heap[c + 1] > heap[c]:
+                    c += 1
+                if heap[c] <= key:
+                    break
+                heap[m] = heap[c]
+                m = c
+        heap[m] = key
+    return cnt
 
 
-def _box_dist2(cols: tuple[np.ndarray, ...], q: np.ndarray, j: np.ndarray, wrap_phi: bool) -> np.ndarray:
-    """Lower bound of the squared distance from hits ``j`` (m,) to every query ``q``: distance to
-    the queries' bounding box, with φ's box the shortest arc covering them on the ring. (m,)."""
-    out = np.zeros(len(j))
-    for dim, col in enumerate(cols):
-        x, xq = col[j], col[q]
-        if dim == 1 and wrap_phi:
-            start, width = _phi_arc(xq)
-            t = np.mod(x - start, 1.0)
-            d = np.where(t <= width, 0.0, np.minimum(t - width, 1.0 - t))
+@njit(cache=True, nogil=True)
+def _bound(a: np.ndarray, u0: int, u1: int, x: float, right: bool) -> int:
+    """First slot in u0..u1 with a[u] ≥ x (``right``: > x); ``a`` sorted on that range."""
+    while u0 < u1:
+        mid = (u0 + u1) >> 1
+        if a[mid] < x or (right and a[mid] == x):
+            u0 = mid + 1
         else:
-            d = np.maximum(0.0, np.maximum(xq.min() - x, x - xq.max()))
-        out += d * d
-    return out * _SAFETY
+            u1 = mid
+    return u0
+
+
+@njit(cache=True, nogil=True)
+def _kernel(
+    eta: np.ndarray,
+    phi: np.ndarray,
+    r: np.ndarray,
+    pos: np.ndarray,
+    k: int,
+    strict_r: bool,
+    wrap_phi: bool,
+    slab: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(idx (n, k) int64, -1 where missing; d² (n, k) float64, inf where missing) for (n,) inputs.
+
+    Layout: hits sorted by r, cut into slabs of ``slab`` hits, each slab sorted by φ (mod 1 with
+    wrapping). A query visits slabs outward in r (upward only with ``strict_r``), stops once the
+    slab's r gap alone gives a key above the k-th best, and inside a slab binary-searches the φ
+    window that can still beat it. Both bounds are conservative (d² ≥ Δφ² + Δr² in float64 up to
+    the margins below), so the result equals the dense reference. Queries run in layout order
+    and first try a cap of twice the previous query's k-th d², which is exact whenever k survive."""
+    n = eta.shape[0]
+    order = np.argsort(r, kind="mergesort")
+    prank = np.empty(n, np.int64)  # pos → rank 0..n-1: same order, and the key finds the slot
+    prank[np.argsort(pos)] = np.arange(n)
+    nslab = (n + slab - 1) // slab
+    fkey = np.mod(phi, 1.0) if wrap_phi else phi.copy()
+    perm = np.empty(n, np.int64)  # layout slot → hit index
+    for b in range(nslab):
+        mem = order[b * slab : min(n, (b + 1) * slab)]
+        perm[b * slab : b * slab + len(mem)] = mem[np.argsort(fkey[mem], kind="mergesort")]
+    lay = (eta[perm], phi[perm], r[perm], prank[perm])
+    slot = np.empty(n, np.int64)  # pos rank → layout slot
+    slot[lay[3]] = np.arange(n)
+    sfk = fkey[perm]
+    rlo = np.empty(nslab)
+    rhi = np.empty(nslab)
+    for b in range(nslab):
+        rlo[b] = r[order[b * slab]]
+        rhi[b] = r[order[min(n, (b + 1) * slab) - 1]]
+    idx_out = np.full((n, k), -1, np.int64)
+    d2_out = np.full((n, k), np.inf)
+    heap = np.empty(k, np.int64)
+    big = np.iinfo(np.int64).max
+    guess = np.inf  # the previous query's k-th d²: consecutive slots are neighbours in r and φ
+    for v in range(n):
+        q = (lay[0][v], lay[1][v], lay[2][v], lay[3][v])
+        fki = sfk[v]
+        b0 = v // slab
+        cap0 = np.int64(np.float64(2.0 * guess).view(np.int64)) if guess < np.inf else big
+        for cap in (cap0, big):
+            cnt = 0
+            for direction in range(1 if strict_r else 2):
+                b, step = (b0, 1) if direction == 0 else (b0 - 1, -1)
+                while 0 <= b < nslab:
+                    u0, u1 = b * slab, min(n, (b + 1) * slab)
+                    gap = 0.0 if b == b0 else (rlo[b] - q[2] if step > 0 else q[2] - rhi[b])
+                    b += step
+                    lim = heap[0] if cnt == k else cap
+                    if lim == big:
+                        cnt = _scan(u0, u1, lay, q, strict_r, wrap_phi, heap, cnt, cap)
+                        continue
+                    g2 = gap * gap  # = Δr² of this slab's nearest hit (subtraction is monotone)
+                    if (np.int64(np.float64(g2).view(np.int64)) & ~_LOW) > lim:
+                        break  # this and every further slab only hold larger keys
+                    # the smallest d² whose key exceeds lim; a wider |Δφ| cannot beat it
+                    top = np.int64(((lim >> _KEY_BITS) + 1) << _KEY_BITS).view(np.float64)
+                    w = np.sqrt(max(top - g2, 0.0) + 1e-12 * top) * (1 + 1e-9) + 1e-9
+                    if wrap_phi and w >= 0.5:
+                        cnt = _scan(u0, u1, lay, q, strict_r, wrap_phi, heap, cnt, cap)
+                        continue
+                    lo = _bound(sfk, u0, u1, fki - w, False)
+                    hi = _bound(sfk, lo, u1, fki + w, True)
+                    cnt = _scan(lo, hi, lay, q, strict_r, wrap_phi, heap, cnt, cap)
+                    if wrap_phi and fki - w < 0.0:  # the window crosses the seam
+                        lo = _bound(sfk, hi, u1, fki - w + 1.0, False)
+                        cnt = _scan(lo, u1, lay, q, strict_r, wrap_phi, heap, cnt, cap)
+                    if wrap_phi and fki + w >= 1.0:
+                        hi = _bound(sfk, u0, u1, fki + w - 1.0, True)
+                        cnt = _scan(u0, hi, lay, q, strict_r, wrap_phi, heap, cnt, cap)
+            if cnt == k or cap == big:
+                break
+        guess = np.int64(heap[0] & ~_LOW).view(np.float64) if cnt == k else np.inf
+        h = np.sort(heap[:cnt])
+        i = perm[v]
+        for m in range(cnt):
+            u = slot[h[m] & _LOW]
+            de = lay[0][u] - q[0]
+            dp = lay[1][u] - q[1]
+            if wrap_phi:
+                dp -= np.rint(dp)
+            dr = lay[2][u] - q[2]
+            idx_out[i, m] = perm[u]
+            d2_out[i, m] = de * de + dp * dp + dr * dr
+    return idx_out, d2_out
 
 
 def knn_later(
@@ -137,81 +289,12 @@ def knn_later(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fast k nearest later neighbours; same contract and results as :func:`knn_later_ref`.
 
-    Queries are processed in blocks of ``block`` consecutive sequence positions, [p0, p1] with radii
-    [r0, r1]. Hits with pos > p1 (and r > r1) are candidates of every query: their k + 2 nearest come
-    from a cKDTree. Other candidates (p0 < pos, r > r0) beyond every query's k-th tree distance are
-    dropped by a box test; the rest are checked densely. Measured speed: benchmarks/bench_knn.py.
-    """
+    The numba kernel :func:`_kernel` (compiled once, cached on disk); without numba, the dense
+    reference. ``block`` is accepted for compatibility and unused. Speed: benchmarks/bench_knn.py."""
+    del block
+    if not _HAVE_NUMBA:
+        return knn_later_ref(coords, pos, k, strict_r=strict_r, wrap_phi=wrap_phi)
     c, p = _check(coords, pos, k)
-    n = len(c)
-    idx_out = np.full((n, k), -1, dtype=np.int64)
-    dist_out = np.full((n, k), np.inf)
-    if n < 2:
-        return idx_out, dist_out
-    seq = np.argsort(p)
-    cols = (c[:, 0].copy(), c[:, 1].copy(), c[:, 2].copy())
-    r = cols[2]
-    kq = k + 2  # two spare tree neighbours absorb ties at the boundary
-    for start in range(0, n, block):
-        q = seq[start : start + block]
-        qc = q[:, None]
-        p0, p1 = p[q[0]], p[q[-1]]
-        maybe = p > p0
-        sure = p > p1
-        if strict_r:
-            rq = r[q]
-            maybe &= r > rq.min()
-            sure &= r > rq.max()
-        # hits that are candidates of every query: the kq nearest from a tree suffice
-        s_pts = np.flatnonzero(sure)
-        bound = np.full(len(q), np.inf)
-        reach2 = np.inf  # no query's k-th neighbour lies farther than this (squared)
-        if len(s_pts) > kq:
-            # non-periodic tree in φ' = φ seen from the queries' arc centre: plain and wrapped
-            # distances agree within 0.5 − |φ'_q − 0.5| of each query (checked in ``bound``)
-            tq, ts = c[q].copy(), c[s_pts].copy()
-            if wrap_phi:
-                arc0, width = _phi_arc(cols[1][q])
-                shift = 0.5 - (arc0 + 0.5 * width)
-                tq[:, 1] = np.mod(tq[:, 1] + shift, 1.0)
-                ts[:, 1] = np.mod(ts[:, 1] + shift, 1.0)
-            tree = cKDTree(ts, balanced_tree=False, compact_nodes=False)
-            dt, loc = tree.query(tq, k=kq)
-            dt = dt.reshape(len(q), kq)
-            s_nb = s_pts[loc.reshape(len(q), kq)]
-            horizon = dt[:, -1]
-            if wrap_phi:
-                horizon = np.minimum(horizon, 0.5 - np.abs(tq[:, 1] - 0.5))
-            bound = (horizon * _SAFETY) ** 2
-            reach2 = float(dt[:, k - 1].max()) ** 2 / _SAFETY**2
-        else:
-            s_nb = np.broadcast_to(s_pts, (len(q), len(s_pts)))
-        # hits that are candidates of some queries only: prune those beyond every query's reach,
-        # then check validity densely
-        u_pts = np.flatnonzero(maybe & ~sure)
-        if np.isfinite(reach2) and len(u_pts):
-            u_pts = u_pts[_box_dist2(cols, q, u_pts, wrap_phi) <= reach2]
-        u_nb = u_pts[None, :]
-        valid = p[u_nb] > p[qc]
-        if strict_r:
-            valid &= r[u_nb] > r[qc]
-        d2_parts = [
-            np.where(valid, _sqdist(cols, qc, u_nb, wrap_phi), np.inf),
-            _sqdist(cols, qc, s_nb, wrap_phi),
-        ]
-        nb_parts = [np.broadcast_to(u_nb, valid.shape), s_nb]
-        nb = np.concatenate(nb_parts, axis=1)
-        idx, d2k = _select(np.concatenate(d2_parts, axis=1), p[nb], nb, k)
-        # exact unless the k-th pick reaches the tree's horizon (then unseen tree hits may tie/beat it)
-        bad = np.isfinite(bound) & ~(d2k[:, -1] < bound)
-        if np.any(bad):  # redo these rows densely over all their candidates
-            qb = q[bad][:, None]
-            nb_b = np.flatnonzero(maybe)[None, :]
-            valid = p[nb_b] > p[qb]
-            if strict_r:
-                valid &= r[nb_b] > r[qb]
-            d2b = np.where(valid, _sqdist(cols, qb, nb_b, wrap_phi), np.inf)
-            idx[bad], d2k[bad] = _select(d2b, p[nb_b], np.broadcast_to(nb_b, d2b.shape), k)
-        idx_out[q] = idx
-        dist_out[q] = np.sqrt(d2k)
-    return idx_out, dist_out
+    cols = (np.ascontiguousarray(c[:, 0]), np.ascontiguousarray(c[:, 1]), np.ascontiguousarray(c[:, 2]))
+    idx, d2 = _kernel(*cols, p, k, bool(strict_r), bool(wrap_phi), _SLAB)
+    return idx, np.sqrt(d2)

@@ -208,7 +208,8 @@ DATASETS.update(
         "10M": 10_000_000,
     }
 )
-DATASETS.update({"qd1": 250, "qd2": 500, "qd3": 1000, "qd4": 2000})
+DATASETS.update({"qd1": 400, "qd2": 800, "qd3": 1600, "qd4": 3200})  # CPU quickstart tiers (×2)
+DATASETS.update({"td1": 48, "td2": 96, "td3": 192})  # test tiers: the quickstart chain in CI
 
 
 def get_dataset(name: str, source: str = "dataset ladder") -> int:

@@ -113,11 +113,13 @@ def make_plan(
     cluster = cluster or load_cluster(spec.cluster)
     qname, qcfg = cluster.get_qos(qos or spec.qos)
     data_dir = spec.data.path or str(spec.study_dir / "data")
+    largest = max(spec.datasets, key=get_dataset)
     cells = []
     for model in spec.models:
         rung = get_rung(model)
         for dataset in spec.datasets:
             n_events = get_dataset(dataset)
+            evaluate = spec.eval.enabled and (spec.eval.scope == "all" or dataset == largest)
             for seed in spec.seeds:
                 run = RunConfig(
                     study=spec.study,
@@ -129,7 +131,7 @@ def make_plan(
                     data_dir=data_dir,
                     data=spec.data,
                     train=spec.train,
-                    eval=spec.eval,
+                    eval=replace(spec.eval, enabled=evaluate),
                 )
                 run = replace(run, cell_id=cell_id_for(run))
                 gpus = spec.gpus.get(model, rung.gpus) if cluster.kind == "slurm" else 1

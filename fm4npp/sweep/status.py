@@ -116,6 +116,15 @@ def _derive(
     def make(state: str, reason: str, elapsed: float | None) -> CellStatus:
         return CellStatus(cell_id, state, reason, attempts, elapsed, _last_loss(rd), log_path, job_id)
 
+    evaluating = (
+        summary is not None
+        and summary.get("status") == "done"
+        and "evaluated" not in summary  # pretrain's summary; the job's own follows evaluation
+        and info is not None
+        and info.state in ("RUNNING", "COMPLETING")
+    )
+    if evaluating:
+        return make("running", "downstream evaluation", info.elapsed_s if info else None)
     if summary is not None:
         # the job counts its own requeues (summary "attempt"); earlier submissions add theirs
         attempts = max(attempts, n_subs - 1 + int(summary.get("attempt") or 1))

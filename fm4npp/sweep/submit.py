@@ -133,6 +133,10 @@ def submit_plan(
         )
         return replace(report, submitted={c.cell_id: "(dry run)" for c in todo}, scripts=scripts)
     check_cell_fn(fn_spec)  # fail before submitting when the training entry point is missing
+    if todo and not fn_spec.startswith("standin"):
+        from fm4npp.sweep.dataset import ensure_dataset
+
+        ensure_dataset(plan)  # events, splits and edges exist before any job starts
     for cell in todo:
         _prepare_run_dir(catalog.run_dir(study_dir, cell.cell_id), cell)
     parallel = local_parallelism(prof, max_parallel)
