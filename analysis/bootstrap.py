@@ -11,8 +11,11 @@ Schemes (``scheme=``):
 - ``"wild"``: the design is held fixed and each cell's log residuals are multiplied by one Webb weight
   (±√½, ±1, ±√(3/2), probability ⅙ each), after the CR2 (HC2 for clusters) leverage correction
   ũ_g = (I − H_gg)^(−½)·û_g, H = J(JᵀJ)⁻¹Jᵀ at θ̂. Intervals use t tails with G − 1 degrees of freedom:
-  θ̂ ± t·sd(θ*). This is ``simple-scaling-laws``'s recipe for fewer than ~15 configurations, where
-  resampling cells often leaves fewer than three levels on an axis.
+  θ̂ ± t·sd(θ*)·κ. This is ``simple-scaling-laws``'s recipe for fewer than ~15 configurations, where
+  resampling cells often leaves fewer than three levels on an axis. κ = τ(ũ)/τ(w·ũ) matches the noise
+  model: weights reproduce Var(u) but not the density near 0 that sets a Huber fit's variance at our
+  δ ≪ noise (τ² = Eψ²/(Eψ')², the sandwich factor of uncertainty.py). κ = 1 for MSE, ≈ 1.1–1.2 at
+  δ = 1e-3; without it the wild intervals were ~15% narrow and covered 88–92% (simulation, 30 cells).
 ``"auto"`` picks ``"wild"`` below ``WILD_MIN_CELLS`` cells and ``"cell"`` otherwise.
 """
 
@@ -28,6 +31,7 @@ from scipy.stats import t as student_t
 from analysis.blas import single_blas_thread
 from analysis.derived import quantity
 from analysis.fit import FitResult, polish
+from analysis.objective import robust_scale_factors
 from analysis.vp import vp_grid
 
 Array = NDArray[np.float64]
@@ -52,6 +56,7 @@ class BootstrapResult:
     at_bound: NDArray[np.bool_]
     scheme: str = "cell"
     t_df: int | None = None
+    kappa: float = 1.0  # wild scheme: noise-model correction of the draws' spread (module docstring)
 
     @property
     def failed_fraction(self) -> float:
@@ -80,7 +85,7 @@ class BootstrapResult:
         tq = float(student_t.ppf(0.5 + level / 2, self.t_df))
         if log:
             v, est = np.log(v), np.log(est)
-        sd = np.std(v, axis=0, ddof=1)
+        sd = np.std(v, axis=0, ddof=1) * self.kappa
         lo, hi = est - tq * sd, est + tq * sd
         return (np.exp(lo), np.exp(hi)) if log else (lo, hi)
 
@@ -139,6 +144,18 @@ def cr2_residuals(fit: FitResult, cells: NDArray[np.intp]) -> Array:
     return out
 
 
+def _tau(u: Array, fit: FitResult) -> float:
+    if fit.problem.loss == "mse":
+        return float(np.sqrt(np.mean(u * u)))
+    e_dpsi, e_psi2 = robust_scale_factors(u, fit.problem.delta)
+    return float(np.sqrt(e_psi2) / e_dpsi)
+
+
+def wild_kappa(fit: FitResult, u_tilde: Array) -> float:
+    """τ(ũ)/τ(w·ũ) over the Webb distribution: how much the wild draws understate a Huber fit's spread."""
+    return _tau(u_tilde, fit) / _tau(np.concatenate([w * u_tilde for w in WEBB]), fit)
+
+
 def choose_scheme(scheme: str, n_cells: int) -> str:
     if scheme not in SCHEMES:
         raise ValueError(f"unknown bootstrap scheme '{scheme}'; allowed: {', '.join(SCHEMES)}")
@@ -188,4 +205,5 @@ def bootstrap(
         ok.append(best.status in (0, 2) and np.all(np.isfinite(best.x)))
         at_bound.append(bool(np.any(best.x <= lo + 1e-6) or np.any(best.x >= hi - 1e-6)))
     t_df = max(n_cells - 1, 1) if scheme == "wild" else None
-    return BootstrapResult(fit, np.array(thetas), np.array(ok), np.array(at_bound), scheme, t_df)
+    kappa = wild_kappa(fit, u_tilde) if scheme == "wild" else 1.0
+    return BootstrapResult(fit, np.array(thetas), np.array(ok), np.array(at_bound), scheme, t_df, kappa)

@@ -84,8 +84,8 @@ def prepare_evals(evals: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.
         raise FitError(f"eval_metrics lacks column(s) {', '.join(sorted(need - set(evals.columns)))}")
     df = evals.copy()
     df["variant"] = df["variant"].fillna(FM).astype(str) if "variant" in df.columns else FM
-    n = pd.to_numeric(df["n_params"], errors="coerce") if "n_params" in df.columns else np.nan
-    df["n_params"] = np.asarray(n, dtype=float) if np.ndim(n) else n
+    has_n = "n_params" in df.columns
+    df["n_params"] = pd.to_numeric(df["n_params"], errors="coerce").astype(float) if has_n else np.nan
     cid = df["cell_id"].astype(str) if "cell_id" in df.columns else pd.Series("", index=df.index)
     if cells is not None and {"cell_id", "n_params"} <= set(cells.columns):
         by_cell = cells.drop_duplicates("cell_id").set_index("cell_id")

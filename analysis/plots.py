@@ -201,9 +201,7 @@ def allocation_vs_compute(
         ax.plot(grid, y, color="C0", label=f"Approach 3 ({fit.form})")
         if boot is not None and boot.ok.sum() >= 20:
             lo, hi = boot.ci(name, C=grid, k=k)
-            ax.fill_between(
-                grid, lo, hi, color="C0", alpha=0.2, lw=0, label=f"95% CI ({boot.label})"
-            )
+            ax.fill_between(grid, lo, hi, color="C0", alpha=0.2, lw=0, label=f"95% CI ({boot.label})")
         if name == "N_opt":
             mid = len(grid) // 2
             refs = {

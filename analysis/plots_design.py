@@ -60,7 +60,9 @@ def design_map(fit: FitResult, cells: pd.DataFrame, d_unit: str = "events", k: f
     for c in 10.0 ** np.arange(np.ceil(np.log10(c_lo)), np.floor(np.log10(c_hi)) + 1):
         ax.plot(gn[0], c / (k * gn[0]), color="C7", ls=":", lw=0.6)
     alloc = allocation(fit.params, np.geomspace(c_lo, c_hi, 100), k)
-    ax.plot(alloc.N_opt, alloc.D_opt, color="C3", lw=1.4, label=f"compute-optimal ridge (a = {alloc.a:.3g})")
+    ax.plot(
+        alloc.N_opt, alloc.D_opt, color="C3", lw=1.4, label=f"compute-optimal ridge (a = {alloc.a:.3g})"
+    )
     ax.plot([], [], color="C7", ls=":", lw=0.6, label=f"iso-FLOP lines (C = {k:g}·N·D, decades)")
     mean = pd.DataFrame({"N": data.N, "D": data.D, "L": data.L}).groupby(["N", "D"])["L"].mean()
     sc = ax.scatter(mean.index.get_level_values("N"), mean.index.get_level_values("D"), c=mean.to_numpy(),
@@ -107,9 +109,7 @@ def eval_noise(curves: pd.DataFrame, window: int = EVAL_WINDOW) -> pd.Series:
     return pd.Series(out, dtype=float)
 
 
-def seed_spread(
-    data: FitData, curves: pd.DataFrame | None = None, delta: float | None = None
-) -> Figure:
+def seed_spread(data: FitData, curves: pd.DataFrame | None = None, delta: float | None = None) -> Figure:
     """Plot 13: seed spread (sd of log L across seeds of a cell) vs N, coloured by D, with the pooled
     seed noise, the Huber δ and (given ``curves`` with ``cell_id`` matching ``data.cell``'s runs) the
     evaluation noise of the last checkpoints.

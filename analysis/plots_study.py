@@ -40,7 +40,9 @@ def training_curves(
     if cells is not None and {"cell_id", "n_params"} <= set(cells.columns):
         meta = cells.drop_duplicates("cell_id").set_index("cell_id")
         cur = cur[cur["cell_id"].isin(meta.index)]
-    sizes = sorted(meta.loc[cur["cell_id"].unique(), "n_params"].unique()) if meta is not None else [None]
+    sizes = (
+        sorted(meta.loc[cur["cell_id"].unique(), "n_params"].unique()) if meta is not None else [None]
+    )
     sizes = sizes or [None]
     ncol = min(3, len(sizes))
     nrow = int(np.ceil(len(sizes) / ncol))
@@ -53,7 +55,7 @@ def training_curves(
         seeds = sorted(meta["seed"].astype(str).unique())
     for k, size in enumerate(sizes):
         ax = fig.add_subplot(nrow, ncol, k + 1)
-        sub = cur if size is None else cur[cur["cell_id"].map(meta["n_params"]) == size]
+        sub = cur if meta is None else cur[cur["cell_id"].map(meta["n_params"]) == size]
         for i, (cell, grp) in enumerate(sub.groupby("cell_id", sort=True)):
             g = grp.sort_values("events_seen")
             color, ls, label = f"C{i % 10}", "-", str(cell)[:10] if i < 12 else None
@@ -152,7 +154,10 @@ def downstream(fits: Sequence[MetricFit], evals: pd.DataFrame | None = None) -> 
         ax.legend(fontsize=5.5)
     if not fits:
         fig.add_subplot().text(0.5, 0.5, "no downstream metrics yet", ha="center")
-    fig.suptitle("Downstream metrics vs N (adapters on the frozen backbone)")
+    budget = ""
+    if evals is not None and "n_labelled" in evals.columns and evals["n_labelled"].notna().any():
+        budget = f", largest labelled set ({int(evals['n_labelled'].max())} events)"
+    fig.suptitle(f"Downstream metrics vs N (adapters on the frozen backbone{budget})")
     return fig
 
 

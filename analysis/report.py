@@ -92,6 +92,7 @@ def analyse(
     d_unit: str = "events",
     method: str = "vp",
     n_boot: int = 1000,
+    scheme: str = "auto",
     target_c: float | None = None,
     k: float = 6.0,
 ) -> Analysis:
@@ -120,7 +121,7 @@ def analyse(
         c_obs = data.C if data.C is not None else k * data.N * data.D
         target = target_c or float(c_obs.max() * 10)
         res.warnings += extrapolation_far(float(c_obs.max()), target, "C")
-        boot = bootstrap(fit, n_boot) if n_boot > 0 else None
+        boot = bootstrap(fit, n_boot, scheme=scheme) if n_boot > 0 else None
         if boot is not None:
             settings["bootstrap"] = f"{boot.label}, {n_boot} resamples"
         res.intervals, iw, profs = interval_table(fit, boot, target, k)
@@ -251,14 +252,19 @@ def render(res: Analysis, out_dir: Path, title: str) -> Path:
     codes = sorted({w.code for w in res.warnings})
     if res.fit is not None:
         lines = report_text.headline(res.data, res.intervals, res.holdout, res.holdout_why, codes)
-        parts.append("<h2>Summary</h2>" + "".join(f"<p class='headline'>{html.escape(t)}</p>" for t in lines))
+        parts.append(
+            "<h2>Summary</h2>" + "".join(f"<p class='headline'>{html.escape(t)}</p>" for t in lines)
+        )
         parts.append("<h2>Fitted exponents (95% intervals)</h2>"
                      + _table(report_text.exponent_table(res.intervals)))  # fmt: skip
     parts.append("<h2>Warnings</h2><ul>" + "".join(
         f"<li><b>{html.escape(w.code)}</b>: {html.escape(w.detail)}</li>" for w in res.warnings
     ) + "</ul>" if codes else "<h2>Warnings</h2><p>none</p>")  # fmt: skip
     if res.fit is not None:
-        parts.append("<h2>Fit card</h2>" + _table(fit_card(res.fit, res.data, res.settings.get("bootstrap", "no bootstrap"))))
+        parts.append(
+            "<h2>Fit card</h2>"
+            + _table(fit_card(res.fit, res.data, res.settings.get("bootstrap", "no bootstrap")))
+        )
         parts.append(
             "<h2>Parameters and intervals (95%)</h2>"
             + _table(res.intervals if res.intervals is not None else pd.DataFrame())

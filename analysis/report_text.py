@@ -58,7 +58,9 @@ def fit_sentence(data: FitData, intervals: pd.DataFrame | None) -> str:
             txt = f"{SYMBOL[name]} = {row['estimate']:.4g}"
             txt += f" (95% {ci[2]} interval {ci[0]:.4g}–{ci[1]:.4g})" if ci else " (interval open)"
             parts.append(txt)
-    return f"Joint law L = E + A/N^α + B/D^β fitted to {describe_design(data)}: " + "; ".join(parts) + "."
+    return (
+        f"Joint law L = E + A/N^α + B/D^β fitted to {describe_design(data)}: " + "; ".join(parts) + "."
+    )
 
 
 def holdout_sentence(holdout: pd.DataFrame | None, why_not: str = "") -> str:
@@ -96,7 +98,11 @@ def headline(
     codes: list[str],
 ) -> list[str]:
     """The sentences at the top of the page, in order: fit, extrapolation error, warnings."""
-    return [fit_sentence(data, intervals), holdout_sentence(holdout, holdout_why), warning_sentence(codes)]
+    return [
+        fit_sentence(data, intervals),
+        holdout_sentence(holdout, holdout_why),
+        warning_sentence(codes),
+    ]
 
 
 def metric_fit_table(fits: list[Any]) -> pd.DataFrame:

@@ -14,9 +14,14 @@ ALL_FORMS = ("chinchilla", "kaplan_n", "kaplan_d", "frontier")
 
 
 def summarise(
-    data: FitData, forms: Sequence[str], method: str = "vp", n_boot: int = 0, seed: int = 0
+    data: FitData,
+    forms: Sequence[str],
+    method: str = "vp",
+    n_boot: int = 0,
+    seed: int = 0,
+    scheme: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Fit each form; intervals are cluster-bootstrap percentiles with ``n_boot`` > 0, else delta method.
+    """Fit each form; intervals from the ``scheme`` bootstrap with ``n_boot`` > 0, else delta method.
 
     Each dict: form, params, ci {name: [lo, hi]}, ci_method, n_points, warnings (codes), fit (full record).
     """
@@ -28,17 +33,19 @@ def summarise(
         names = list(fit.law.param_names) + (["a"] if form == "chinchilla" else [])
         ci: dict[str, list[float]] = {}
         if n_boot > 0:
-            boot = bootstrap(fit, n_boot, seed)
+            boot = bootstrap(fit, n_boot, seed, scheme=scheme)
+            ci_method = f"{boot.label} ({n_boot} resamples, 95%)"
             for name in names:
                 ci[name] = [float(np.squeeze(v)) for v in boot.ci(name)]
         else:
+            ci_method = "delta method 95%"
             for name in names:
                 ci[name] = [float(np.squeeze(v)) for v in delta_interval(fit, name)[1:]]
         out.append({
             "form": form,
             "params": dict(fit.params),
             "ci": ci,
-            "ci_method": f"cluster bootstrap ({n_boot} resamples, percentile 95%)" if n_boot > 0 else "delta method 95%",
+            "ci_method": ci_method,
             "n_points": fit.n_points,
             "warnings": fit.warning_codes,
             "fit": fit.to_dict(),

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from analysis.fit import chinchilla_grid, fit_law, polish
 from analysis.laws import EPOCH_REFIT, allocation
-from analysis.simulate import SURFACES, Design, coverage
+from analysis.simulate import DATA_LADDER, LADDER_N, SURFACES, Design, coverage
 from analysis.uncertainty import bootstrap
 
 CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_svg_extracted_data.csv"
@@ -116,24 +116,26 @@ def main() -> None:
             )
         )
 
-    if args.coverage_reps:
+    designs = {
+        "m1-m6 x 5 D x 3 seeds (30 cells)": Design(),
+        "3 sizes x 3 D x 2 seeds (9 cells)": Design(N=LADDER_N[1:4], D=DATA_LADDER[::3], seeds=2),
+    }
+    methods = ("delta", "profile", "bootstrap_cell", "bootstrap_cell_seed", "bootstrap_wild")
+    for label, design in designs.items() if args.coverage_reps else ():
         cov, dt_cov = timed(
-            coverage,
-            SURFACES["fm4npp"],
-            Design(),
-            args.coverage_reps,
-            0.01,
-            ("delta", "profile", "bootstrap"),
-            n_boot=100,
+            coverage, SURFACES["fm4npp"], design, args.coverage_reps, 0.01, methods, n_boot=200
         )
         rows.append(
             (
-                f"coverage, {args.coverage_reps} replicas, m1-m6 x 5 D x 3 seeds, sigma=1%, 1 outlier/50 [s]",
+                f"coverage, {args.coverage_reps} replicas, {label}, sigma=1%, 1 outlier/50 [s]",
                 f"{dt_cov:.0f}",
             )
         )
         for r in cov.itertuples():
-            rows.append((f"  coverage {r.method:9s} {r.quantity}", f"{r.coverage:.2f}"))
+            rows.append(
+                (f"  {r.method:19s} {r.quantity:5s} coverage (median width/truth)",
+                 f"{r.coverage:.2f} ({r.rel_width:.3f})")
+            )  # fmt: skip
 
     width = max(len(a) for a, _ in rows)
     print(f"{'quantity'.ljust(width)} | value")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import fm4npp.data.knn as knn_mod
 from fm4npp.data.knn import knn_later, knn_later_ref
 
 
@@ -58,3 +59,55 @@ def test_tie_break_by_position() -> None:
     idx, _ = knn_later(c, pos, 3)
     np.testing.assert_array_equal(idx[0], [2, 3, 1])
     np.testing.assert_array_equal(knn_later_ref(c, pos, 3)[0][0], [2, 3, 1])
+
+
+def _rows(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 3) hits on 12 exact row radii, few η values, φ crowding the seam: many same-row points,
+    many equal distances and slabs that start and end inside a row."""
+    eta = rng.choice([0.3, 0.5, 0.5 + 2.0**-10, 0.7], n)
+    phi = np.concatenate([rng.uniform(0, 1, n - n // 3), rng.choice([0.0, 0.999, 1.0, 0.001], n // 3)])
+    return np.stack([eta, phi, rng.integers(0, 12, n) / 11.0], axis=1)
+
+
+@pytest.mark.parametrize(
+    ("strict_r", "wrap_phi"), [(True, True), (True, False), (False, True), (False, False)]
+)
+def test_fast_equals_dense_rows_and_compat(strict_r: bool, wrap_phi: bool) -> None:
+    """Exact agreement on row-quantised events larger than one slab, in fixed and compat order."""
+    rng = np.random.default_rng(5)
+    for n, k in ((0, 3), (3, 5), (257, 30), (700, 30), (700, 1), (400, 64)):
+        c = _rows(n, rng)
+        if strict_r:
+            pos = rng.permutation(n)
+        else:  # compat: pos = rank in a non-stable r sort (same-r hits in arbitrary order)
+            pos = np.empty(n, dtype=np.int64)
+            pos[np.argsort(c[:, 2] + rng.uniform(0, 1e-3, n))] = np.arange(n)
+        ref_i, ref_d = knn_later_ref(c, pos, k, strict_r=strict_r, wrap_phi=wrap_phi)
+        i, d = knn_later(c, pos, k, strict_r=strict_r, wrap_phi=wrap_phi)
+        assert i.shape == d.shape == (n, k)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_array_equal(d, ref_d)
+
+
+def test_fast_equals_dense_sparse_positions_and_duplicates() -> None:
+    """Positions need not be 0..n-1; exact duplicate hits tie and break by position; φ outside
+    [0, 1) wraps like its image inside."""
+    rng = np.random.default_rng(9)
+    c = _event(600, rng, None)
+    c[300:] = c[:300]  # every hit twice
+    c[::7, 1] += rng.choice([-1.0, 1.0], len(c[::7]))
+    pos = rng.choice(1 << 20, 600, replace=False)
+    for k in (2, 30):
+        ref_i, ref_d = knn_later_ref(c, pos, k)
+        i, d = knn_later(c, pos, k)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_array_equal(d, ref_d)
+
+
+def test_fallback_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(2)
+    c, pos = _event(50, rng, 8), rng.permutation(50)
+    monkeypatch.setattr(knn_mod, "_HAVE_NUMBA", False)
+    i, d = knn_later(c, pos, 5)
+    np.testing.assert_array_equal(i, knn_later_ref(c, pos, 5)[0])
+    np.testing.assert_array_equal(d, knn_later_ref(c, pos, 5)[1])

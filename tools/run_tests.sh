@@ -10,6 +10,11 @@ if [ -x tests/slurm_cluster.sh ] && [ "$(id -u)" = 0 ] && [ "${FM4NPP_SKIP_SLURM
     echo "note: local SLURM cluster did not start (see /tmp/fm4npp-slurm-up.log); slurm tier will skip"
   fi
 fi
+# the report test opens the page in headless Chromium (Debian's package)
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+    >/tmp/fm4npp-chromium-install.log 2>&1 || echo "note: chromium did not install; the browser test will skip"
+fi
 "$BIN/pytest" -q -p no:cacheprovider "$@"
 code=$?
 [ $code -eq 5 ] && code=0  # no tests collected is not a failure of the suite

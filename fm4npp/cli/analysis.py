@@ -10,6 +10,13 @@ from typing import Any
 from fm4npp.errors import FitError, StoreError
 
 FORM_CHOICES = ("chinchilla", "kaplan-n", "kaplan-d", "frontier", "all")
+SCHEMES = (
+    "auto",
+    "cell",
+    "cell_seed",
+    "wild",
+)  # analysis.bootstrap.SCHEMES (not imported: CLI stays light)
+SCHEME_HELP = "auto: wild cluster bootstrap below 15 cells, else resample cells (seeds move with them)"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,6 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="cluster-bootstrap resamples (0: delta method)",
     )
+    p.add_argument("--bootstrap-scheme", choices=SCHEMES, default="auto", help=SCHEME_HELP)
     p.add_argument("--loss", choices=("final", "smoothed"), default="final")
     p.add_argument("--d-unit", choices=("events", "hits"), default="events")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -41,6 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("study_dir", type=Path)
     r.add_argument("--out", type=Path, default=None, help="output directory (default: STUDY_DIR/report)")
     r.add_argument("--bootstrap", type=int, default=1000, metavar="N")
+    r.add_argument("--bootstrap-scheme", choices=SCHEMES, default="auto", help=SCHEME_HELP)
     r.set_defaults(func=report)
 
 
@@ -61,12 +70,13 @@ def fit_laws(args: argparse.Namespace) -> int:
         data = from_cells(
             catalog.finished_cells(args.study_dir), args.loss, args.d_unit, str(args.study_dir)
         )
-    results = summarise(data, forms, args.method, args.bootstrap)
+    results = summarise(data, forms, args.method, args.bootstrap, scheme=args.bootstrap_scheme)
     if args.study_dir is not None:
         from fm4npp.store import catalog
 
         for res in results:
             settings = {"form": res["form"], "method": args.method, "bootstrap": args.bootstrap,
+                        "bootstrap_scheme": args.bootstrap_scheme,
                         "loss": args.loss, "d_unit": args.d_unit}  # fmt: skip
             catalog.save_fit(args.study_dir, res["form"], settings, res)
     if args.json:
@@ -91,5 +101,5 @@ def _catalog(study_dir: Path) -> Any:
 def report(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
-    print(write_report(args.study_dir, args.out, n_boot=args.bootstrap))
+    print(write_report(args.study_dir, args.out, n_boot=args.bootstrap, scheme=args.bootstrap_scheme))
     return 0

@@ -129,10 +129,21 @@ class _LiveTable:
 
     def __init__(self) -> None:
         self._live: Any = None
+        self._last_counts = ""
 
     def update(self, statuses: list[Any]) -> None:
+        import sys
+        from collections import Counter
+
         from rich.live import Live
 
+        if not sys.stdout.isatty():  # batch logs: one plain line whenever the counts change
+            counts = Counter(s.state for s in statuses)
+            line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            if line != self._last_counts:
+                print(f"   cells: {line}", flush=True)
+                self._last_counts = line
+            return
         if self._live is None:
             self._live = Live(
                 _table(statuses, "waiting for the cells"), refresh_per_second=2, transient=False

@@ -5,18 +5,16 @@ For point i a candidate j satisfies ``pos[j] > pos[i]`` (later in the sequence) 
 (η_n, φ_n, r_n); with ``wrap_phi`` the φ difference is wrapped, Δφ ← Δφ − round(Δφ). Neighbours
 are ordered by (squared distance, sequence position), so ties are deterministic.
 
-Implementations with identical results (same float64 distance formula, same sort keys):
+Two implementations with identical results (same float64 distance formula, same sort keys):
 
-- :func:`knn_later_ref`: the dense N×N reference (kept for tests and benchmarks).
-- :func:`knn_later`: a numba kernel. Hits are sorted by r once; each query scans outward in r
-  (upward only with ``strict_r``), keeps its k best keys in an insertion-sorted buffer and stops a
-  direction once the quantised (Δr)² exceeds the k-th key's, since d² ≥ (Δr)² in float64 too.
-- :func:`_knn_blocked`: the numpy/scipy fallback used only when numba is missing: blocks of
-  consecutive sequence positions; hits later than the whole block (in pos and r) go into a
-  ``scipy.spatial.cKDTree`` (φ rotated so the block's arc sits opposite the seam) queried for
-  k + 2; hits that are candidates of only some queries are pruned by a bounding-box test and
-  checked densely. Rows whose k-th pick reaches the tree's horizon are redone densely.
+- :func:`knn_later_ref`: the dense N×N reference (kept for tests and benchmarks; also the fallback
+  of :func:`knn_later` when numba is missing).
+- :func:`knn_later`: a numba kernel (:func:`_kernel`, compiled once and cached on disk). Hits are
+  sorted by r and cut into slabs, each slab sorted by φ; a query visits slabs outward in r, stops
+  once the r gap alone exceeds its current k-th key and reads only the φ window that can still
+  beat it. Pruning is conservative in float64, so the result is exact, not approximate.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
 try:
     from numba import njit
 
@@ -32,14 +31,17 @@ try:
 except ImportError:  # pragma: no cover - numba is a dependency; without it knn_later is the dense path
     _HAVE_NUMBA = False
 
-    def njit(*_args: object, **_kwargs: object) -> Callable[[_F], _F]:
+    def njit(*_args: object, **_kwargs: object) -> Callable[[_F], _F]:  # type: ignore[no-redef]
         return lambda f: f
+
 
 _KEY_BITS = 24  # low bits of the d² key that hold the sequence position (pos < 2^24)
 _INVALID = np.iinfo(np.int64).max
-_BLOCK = 128  # kept for the signature of knn_later (the former blocked search's queries per block)
-_SLAB = 32  # hits per r slab (measured at 500–2,000 hits: 16–64 within 15 %)
 _LOW = (1 << _KEY_BITS) - 1
+_BLOCK = 128  # default of knn_later's ``block``: kept for the signature, unused by the kernel
+_SLAB = 128  # hits per r slab (measured at 500–2,000 hits, k = 30: 64–256 within 10 %)
+_NBIN = 32  # φ bins per slab for the window lookup (16–64 within 5 %)
+_CAP = 1.5  # first-pass cap / previous query's k-th d² (1.25–2 within 5 %; a miss costs a re-run)
 
 
 def _sqdist(cols: tuple[np.ndarray, ...], i: np.ndarray, j: np.ndarray, wrap_phi: bool) -> np.ndarray:
@@ -126,17 +128,20 @@ def _scan(
     q: tuple[float, float, float, int],
     strict_r: bool,
     wrap_phi: bool,
-    heap: np.ndarray,
+    buf: np.ndarray,
     cnt: int,
-    cap: int,
+    cap: int | np.int64,
+    tmp: np.ndarray,
 ) -> int:
     """Offer layout slots u0..u1-1 to query ``q`` = (η, φ, r, pos rank); returns the new count.
 
-    ``heap`` (k,) is a max-heap of keys: float64 bits of d² with the low ``_KEY_BITS`` replaced by
-    the pos rank (same order as :func:`_keys`, whose ties break by pos); keys ≥ ``cap`` are dropped."""
+    ``buf`` (k,) holds the ``cnt`` best keys in ascending order: the float64 bits of d² with the
+    low ``_KEY_BITS`` replaced by the pos rank (the order of :func:`_keys`, ties broken by pos);
+    keys ≥ ``cap`` are dropped. ``tmp`` (≥ u1 - u0,) is scratch."""
     se, sf, sr, sp = lay
     ei, fi, ri, pi = q
-    k = heap.shape[0]
+    k = buf.shape[0]
+    # pass 1, branch-free (vectorisable): every key, invalid candidates set to cap
     for u in range(u0, u1):
         pj = sp[u]
         de = se[u] - ei
@@ -146,91 +151,83 @@ def _scan(
         dr = sr[u] - ri
         d2 = de * de + dp * dp + dr * dr  # the formula and order of _sqdist
         key = (np.int64(np.float64(d2).view(np.int64)) & ~_LOW) | pj
-        # validity folded into the key (a select, not a branch: the pos test is a coin flip)
         ok = (pj > pi) & ((not strict_r) | (sr[u] > ri))
-        key = key if ok else cap
-        if key >= (heap[0] if cnt == k else cap):
+        tmp[u - u0] = key if ok else cap
+    # pass 2: the few keys that beat the current k-th go into the buffer by insertion
+    for t in range(u1 - u0):
+        key = tmp[t]
+        if key >= (buf[k - 1] if cnt == k else cap):
             continue
-        if cnt < k:  # sift up
-            m = cnt
+        m = cnt if cnt < k else k - 1
+        while m > 0 and buf[m - 1] > key:
+            buf[m] = buf[m - 1]
+            m -= 1
+        buf[m] = key
+        if cnt < k:
             cnt += 1
-            while m > 0 and heap[(m - 1) >> 1] < key:
-                heap[m] = heap[(m - 1) >> 1]
-                m = (m - 1) >> 1
-        else:  # replace the top, sift down
-            m = 0
-            while 2 * m + 1 < k:
-                c = 2 * m + 1
-                if c + 1 < k and heap[c + 1] > heap[c]:
-                    c += 1
-                if heap[c] <= key:
-                    break
-                heap[m] = heap[c]
-                m = c
-        heap[m] = key
     return cnt
 
 
 @njit(cache=True, nogil=True)
-def _bound(a: np.ndarray, u0: int, u1: int, x: float, right: bool) -> int:
-    """First slot in u0..u1 with a[u] ≥ x (``right``: > x); ``a`` sorted on that range."""
-    while u0 < u1:
-        mid = (u0 + u1) >> 1
-        if a[mid] < x or (right and a[mid] == x):
-            u0 = mid + 1
-        else:
-            u1 = mid
-    return u0
+def _bin(x: float, f0: float, scale: float, nb: int) -> int:
+    """φ bin of ``x``, clipped to 0..nb-1; monotone in x, so bin ranges are conservative."""
+    return int(min(max(np.floor((x - f0) * scale), 0.0), nb - 1.0))
 
 
 @njit(cache=True, nogil=True)
 def _kernel(
-    eta: np.ndarray,
-    phi: np.ndarray,
-    r: np.ndarray,
-    pos: np.ndarray,
+    lay: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    sfk: np.ndarray,
+    perm: np.ndarray,
+    slot: np.ndarray,
     k: int,
     strict_r: bool,
     wrap_phi: bool,
     slab: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(idx (n, k) int64, -1 where missing; d² (n, k) float64, inf where missing) for (n,) inputs.
+    """(idx (n, k) int64, -1 where missing; d² (n, k) float64, inf where missing).
 
-    Layout: hits sorted by r, cut into slabs of ``slab`` hits, each slab sorted by φ (mod 1 with
-    wrapping). A query visits slabs outward in r (upward only with ``strict_r``), stops once the
-    slab's r gap alone gives a key above the k-th best, and inside a slab binary-searches the φ
-    window that can still beat it. Both bounds are conservative (d² ≥ Δφ² + Δr² in float64 up to
-    the margins below), so the result equals the dense reference. Queries run in layout order
-    and first try a cap of twice the previous query's k-th d², which is exact whenever k survive."""
-    n = eta.shape[0]
-    order = np.argsort(r, kind="mergesort")
-    prank = np.empty(n, np.int64)  # pos → rank 0..n-1: same order, and the key finds the slot
-    prank[np.argsort(pos)] = np.arange(n)
+    Inputs from :func:`_layout`: ``lay`` = (η, φ, r, pos rank) per layout slot, ``sfk`` the φ sort
+    key per slot, ``perm`` slot → hit, ``slot`` pos rank → slot (all (n,)). Layout: hits sorted by
+    r, cut into slabs of ``slab`` hits, each slab sorted by φ (mod 1 with wrapping). A query visits
+    slabs outward in r (upward only with ``strict_r``), stops once the slab's r gap alone gives a
+    key above the k-th best, and inside a slab reads only the φ bins of the window that can still
+    beat it. Both bounds are conservative (d² ≥ Δφ² + Δr² in float64 up to the margins below), so
+    the result equals the dense reference. Queries run in layout order and first drop keys above
+    ``_CAP`` × the previous query's k-th d² (neighbours in r and φ): exact whenever k keys
+    survive, otherwise the query is redone uncapped."""
+    n = sfk.shape[0]
     nslab = (n + slab - 1) // slab
-    fkey = np.mod(phi, 1.0) if wrap_phi else phi.copy()
-    perm = np.empty(n, np.int64)  # layout slot → hit index
+    sr = lay[2]
+    nb = _NBIN
+    f0, scale = 0.0, float(nb)  # wrapped: fkey in [0, 1]
+    if not wrap_phi and n > 0:
+        f0, span = sfk.min(), sfk.max() - sfk.min()
+        scale = nb / span if span > 0 else 0.0
+    start = np.empty((nslab, nb + 1), np.int64)  # start[b, j] = first slot of slab b in bin ≥ j
     for b in range(nslab):
-        mem = order[b * slab : min(n, (b + 1) * slab)]
-        perm[b * slab : b * slab + len(mem)] = mem[np.argsort(fkey[mem], kind="mergesort")]
-    lay = (eta[perm], phi[perm], r[perm], prank[perm])
-    slot = np.empty(n, np.int64)  # pos rank → layout slot
-    slot[lay[3]] = np.arange(n)
-    sfk = fkey[perm]
+        u0, u1 = b * slab, min(n, (b + 1) * slab)
+        u = u0
+        for j in range(nb + 1):
+            while u < u1 and _bin(sfk[u], f0, scale, nb) < j:
+                u += 1
+            start[b, j] = u
     rlo = np.empty(nslab)
     rhi = np.empty(nslab)
     for b in range(nslab):
-        rlo[b] = r[order[b * slab]]
-        rhi[b] = r[order[min(n, (b + 1) * slab) - 1]]
+        rlo[b] = sr[b * slab : min(n, (b + 1) * slab)].min()
+        rhi[b] = sr[b * slab : min(n, (b + 1) * slab)].max()
     idx_out = np.full((n, k), -1, np.int64)
     d2_out = np.full((n, k), np.inf)
-    heap = np.empty(k, np.int64)
+    buf = np.empty(k, np.int64)
+    tmp = np.empty(slab, np.int64)
     big = np.iinfo(np.int64).max
-    guess = np.inf  # the previous query's k-th d²: consecutive slots are neighbours in r and φ
+    guess = np.inf  # the previous query's k-th d²
     for v in range(n):
         q = (lay[0][v], lay[1][v], lay[2][v], lay[3][v])
         fki = sfk[v]
         b0 = v // slab
-        cap0 = np.int64(np.float64(2.0 * guess).view(np.int64)) if guess < np.inf else big
+        cap0 = np.int64(np.float64(_CAP * guess).view(np.int64)) if guess < np.inf else big
         for cap in (cap0, big):
             cnt = 0
             for direction in range(1 if strict_r else 2):
@@ -238,10 +235,11 @@ def _kernel(
                 while 0 <= b < nslab:
                     u0, u1 = b * slab, min(n, (b + 1) * slab)
                     gap = 0.0 if b == b0 else (rlo[b] - q[2] if step > 0 else q[2] - rhi[b])
+                    sb = start[b]
                     b += step
-                    lim = heap[0] if cnt == k else cap
+                    lim = buf[k - 1] if cnt == k else cap
                     if lim == big:
-                        cnt = _scan(u0, u1, lay, q, strict_r, wrap_phi, heap, cnt, cap)
+                        cnt = _scan(u0, u1, lay, q, strict_r, wrap_phi, buf, cnt, cap, tmp)
                         continue
                     g2 = gap * gap  # = Δr² of this slab's nearest hit (subtraction is monotone)
                     if (np.int64(np.float64(g2).view(np.int64)) & ~_LOW) > lim:
@@ -249,25 +247,23 @@ def _kernel(
                     # the smallest d² whose key exceeds lim; a wider |Δφ| cannot beat it
                     top = np.int64(((lim >> _KEY_BITS) + 1) << _KEY_BITS).view(np.float64)
                     w = np.sqrt(max(top - g2, 0.0) + 1e-12 * top) * (1 + 1e-9) + 1e-9
-                    if wrap_phi and w >= 0.5:
-                        cnt = _scan(u0, u1, lay, q, strict_r, wrap_phi, heap, cnt, cap)
+                    if not w < (0.5 if wrap_phi else np.inf):  # (NaN: overflowing input)
+                        cnt = _scan(u0, u1, lay, q, strict_r, wrap_phi, buf, cnt, cap, tmp)
                         continue
-                    lo = _bound(sfk, u0, u1, fki - w, False)
-                    hi = _bound(sfk, lo, u1, fki + w, True)
-                    cnt = _scan(lo, hi, lay, q, strict_r, wrap_phi, heap, cnt, cap)
+                    lo, hi = sb[_bin(fki - w, f0, scale, nb)], sb[_bin(fki + w, f0, scale, nb) + 1]
+                    cnt = _scan(lo, hi, lay, q, strict_r, wrap_phi, buf, cnt, cap, tmp)
                     if wrap_phi and fki - w < 0.0:  # the window crosses the seam
-                        lo = _bound(sfk, hi, u1, fki - w + 1.0, False)
-                        cnt = _scan(lo, u1, lay, q, strict_r, wrap_phi, heap, cnt, cap)
+                        lo = max(hi, sb[_bin(fki - w + 1.0, f0, scale, nb)])
+                        cnt = _scan(lo, u1, lay, q, strict_r, wrap_phi, buf, cnt, cap, tmp)
                     if wrap_phi and fki + w >= 1.0:
-                        hi = _bound(sfk, u0, u1, fki + w - 1.0, True)
-                        cnt = _scan(u0, hi, lay, q, strict_r, wrap_phi, heap, cnt, cap)
+                        hi = min(lo, sb[_bin(fki + w - 1.0, f0, scale, nb) + 1])
+                        cnt = _scan(u0, hi, lay, q, strict_r, wrap_phi, buf, cnt, cap, tmp)
             if cnt == k or cap == big:
                 break
-        guess = np.int64(heap[0] & ~_LOW).view(np.float64) if cnt == k else np.inf
-        h = np.sort(heap[:cnt])
+        guess = np.int64(buf[k - 1] & ~_LOW).view(np.float64) if cnt == k else np.inf
         i = perm[v]
         for m in range(cnt):
-            u = slot[h[m] & _LOW]
+            u = slot[buf[m] & _LOW]
             de = lay[0][u] - q[0]
             dp = lay[1][u] - q[1]
             if wrap_phi:
@@ -295,6 +291,25 @@ def knn_later(
     if not _HAVE_NUMBA:
         return knn_later_ref(coords, pos, k, strict_r=strict_r, wrap_phi=wrap_phi)
     c, p = _check(coords, pos, k)
-    cols = (np.ascontiguousarray(c[:, 0]), np.ascontiguousarray(c[:, 1]), np.ascontiguousarray(c[:, 2]))
-    idx, d2 = _kernel(*cols, p, k, bool(strict_r), bool(wrap_phi), _SLAB)
+    lay, sfk, perm, slot = _layout(c, p, wrap_phi, _SLAB)
+    idx, d2 = _kernel(lay, sfk, perm, slot, k, bool(strict_r), bool(wrap_phi), _SLAB)
     return idx, np.sqrt(d2)
+
+
+def _layout(
+    c: np.ndarray, p: np.ndarray, wrap_phi: bool, slab: int
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Slab layout for :func:`_kernel` (sorting here, in numpy, keeps numba's compile time short).
+
+    c (n, 3), p (n,) → ((η, φ, r, pos rank) per slot, φ key per slot, slot → hit, pos rank → slot).
+    Pos ranks order like pos (unique), fit the key's low bits for any n < 2^24 and index ``slot``."""
+    n = len(c)
+    fkey = np.mod(c[:, 1], 1.0) if wrap_phi else c[:, 1].copy()
+    order = np.argsort(c[:, 2], kind="stable")  # by r; ties in any order would do
+    perm = order[np.lexsort((fkey[order], np.arange(n) // slab))]  # slabs of r, each by φ
+    prank = np.empty(n, dtype=np.int64)
+    prank[np.argsort(p)] = np.arange(n)
+    slot = np.empty(n, dtype=np.int64)
+    slot[prank[perm]] = np.arange(n)
+    lay = (c[perm, 0].copy(), c[perm, 1].copy(), c[perm, 2].copy(), prank[perm])
+    return lay, fkey[perm], perm.astype(np.int64), slot

@@ -194,9 +194,12 @@ def _pretrain(
 
         # fetch this step's global batch; this rank takes every world_size-th event
         events = sampler.take(tc.batch_events)[env.rank :: env.world_size]
+        # micro-batches of similar length: far less padding, the same step (the loss is normalised
+        # by the whole step's target count); the sort is stable, so a resumed run stays exact
+        ordered = sorted(train_set.get_many(events), key=lambda e: e.n_hits)
         micro = [
-            collate(train_set.get_many(events[i : i + tc.micro_batch_events])).to(env.device)
-            for i in range(0, len(events), tc.micro_batch_events)
+            collate(ordered[i : i + tc.micro_batch_events]).to(env.device)
+            for i in range(0, len(ordered), tc.micro_batch_events)
         ]
         counts = torch.tensor(
             [
