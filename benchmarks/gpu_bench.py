@@ -151,10 +151,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rungs", default="m1,m2,m3,m4")
     ap.add_argument("--tag", default="", help="suffix of the JSON file written to $OUT")
-    ap.add_argument("--no-mamba1-kernels", action="store_true",
-                    help="mamba_ssm was built without its CUDA extension: skip Mamba1 kernels")
+    ap.add_argument(
+        "--no-mamba1-kernels",
+        action="store_true",
+        help="mamba_ssm was built without its CUDA extension: skip Mamba1 kernels",
+    )
     ap.add_argument("--no-parity", action="store_true")
-    ap.add_argument("--batches", default="", help="comma list of batch sizes to sweep (overrides --batch)")
+    ap.add_argument(
+        "--batches", default="", help="comma list of batch sizes to sweep (overrides --batch)"
+    )
     ap.add_argument("--profile", default="", help="rung to profile (top CUDA kernels of one step)")
     ap.add_argument("--paths", default="torch,kernel", help="which paths to time: torch, kernel")
     args = ap.parse_args()
@@ -187,9 +192,7 @@ def main() -> None:
             try:
                 r = throughput(name, fast, batch, args.steps)
             except torch.OutOfMemoryError:
-                print(
-                    f"{name:<5} {'kernel' if fast else 'torch':<9} out of memory at batch {batch}"
-                )
+                print(f"{name:<5} {'kernel' if fast else 'torch':<9} out of memory at batch {batch}")
                 torch.cuda.empty_cache()
                 continue
             report["throughput"].append(r)

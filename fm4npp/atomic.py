@@ -17,6 +17,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``."""
@@ -28,6 +37,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp_path
         with tmp_path.open("rb") as fh:
             os.fsync(fh.fileno())
+        tmp_path.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared with the group
         tmp_path.replace(path)
     finally:
         tmp_path.unlink(missing_ok=True)

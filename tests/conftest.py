@@ -26,7 +26,9 @@ def _slurm_available() -> bool:
     if shutil.which("sinfo") is None:
         return False
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mixed", "alloc", "completing"))
@@ -42,7 +44,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="gpu tier: no CUDA device on this machine"))
         if "slurm" in item.keywords and not has_slurm:
             item.add_marker(
-                pytest.mark.skip(reason="slurm tier: no SLURM controller answers (run tests/slurm_cluster.sh up)")
+                pytest.mark.skip(
+                    reason="slurm tier: no SLURM controller answers (run tests/slurm_cluster.sh up)"
+                )
             )
 
 

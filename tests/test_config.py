@@ -26,13 +26,17 @@ def write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize("name", ["quickstart.yaml", "fm4npp-paper.yaml", "fm4npp-talk-2025.yaml"])
 def test_shipped_sweeps_load(name: str) -> None:
     spec = load_sweep(REPO / "sweeps" / name)
-    assert spec.models and spec.datasets
+    assert spec.models
+    assert spec.datasets
 
 
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [
-        (BASE + "trian: {}\n", r"sweep.yaml: unknown key 'trian' \(did you mean 'train'\?\); allowed keys: .*train"),
+        (
+            BASE + "trian: {}\n",
+            r"sweep.yaml: unknown key 'trian' \(did you mean 'train'\?\); allowed keys: .*train",
+        ),
         (BASE + "train: {lr_mn: 1}\n", r"unknown key 'train.lr_mn' \(did you mean 'lr_min'\?\)"),
         (BASE + "train: {epochs: many}\n", r"train.epochs: expected a number, got 'many'"),
         (BASE + "train: {batch_events: 2.5}\n", r"train.batch_events: expected an integer"),
@@ -79,8 +83,12 @@ def test_cluster_profile_errors(tmp_path: Path) -> None:
         load_cluster("perlmuter")
     bad = tmp_path / "mine.yaml"
     bad.write_text("kind: slurm\ngpus_per_node: 4\ngpu_type: h100\npeak_tflops: 989\ngpus_per_nod: 4\n")
-    with pytest.raises(ConfigError, match=r"mine.yaml: unknown key 'gpus_per_nod' \(did you mean 'gpus_per_node'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"mine.yaml: unknown key 'gpus_per_nod' \(did you mean 'gpus_per_node'\?\)"
+    ):
         load_cluster(str(bad))
-    bad.write_text("kind: slurm\ngpus_per_node: 4\ngpu_type: h100\npeak_tflops: 989\ndefault_qos: nope\n")
+    bad.write_text(
+        "kind: slurm\ngpus_per_node: 4\ngpu_type: h100\npeak_tflops: 989\ndefault_qos: nope\n"
+    )
     with pytest.raises(ConfigError, match="default_qos 'nope'"):
         load_cluster(str(bad))

@@ -15,7 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 def loaded_after(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"],
-        capture_output=True, text=True, cwd=REPO, check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
     )
     return set(out.stdout.split())
 
@@ -54,7 +57,18 @@ def test_analysis_never_imports_torch_or_training_layers() -> None:
                 assert name.startswith(allowed_fm4npp), f"{path} imports {name}"
 
 
-LAYERS = {"config": 0, "errors": 0, "atomic": 0, "data": 0, "model": 1, "store": 1, "train": 2, "eval": 2, "sweep": 3, "cli": 4}
+LAYERS = {
+    "config": 0,
+    "errors": 0,
+    "atomic": 0,
+    "data": 0,
+    "model": 1,
+    "store": 1,
+    "train": 2,
+    "eval": 2,
+    "sweep": 3,
+    "cli": 4,
+}
 
 
 def test_fm4npp_layers_import_downward() -> None:
@@ -67,7 +81,9 @@ def test_fm4npp_layers_import_downward() -> None:
             parts = name.split(".")
             if parts[0] != "fm4npp" or len(parts) < 2 or parts[1] not in LAYERS:
                 continue
-            assert LAYERS[parts[1]] <= LAYERS[own], f"{path.relative_to(REPO)} (L{LAYERS[own]}) imports {name}"
+            assert LAYERS[parts[1]] <= LAYERS[own], (
+                f"{path.relative_to(REPO)} (L{LAYERS[own]}) imports {name}"
+            )
 
 
 def test_data_layer_is_torch_free_except_torch_dataset() -> None:

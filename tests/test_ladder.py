@@ -11,8 +11,14 @@ from fm4npp.model import ladder
 @pytest.mark.parametrize(
     ("name", "total"),
     # SPEC §6.1 column "params, 12 layers (formula §6.6)"; m3 equals the released checkpoint.
-    [("m1", 323_138), ("m2", 1_251_370), ("m3", 4_923_386), ("m4", 19_529_626), ("m5", 77_790_938),
-     ("m6", 174_784_026)],
+    [
+        ("m1", 323_138),
+        ("m2", 1_251_370),
+        ("m3", 4_923_386),
+        ("m4", 19_529_626),
+        ("m5", 77_790_938),
+        ("m6", 174_784_026),
+    ],
 )
 def test_paper_ladder_total_params(name: str, total: int) -> None:
     assert ladder.n_params_total(ladder.get_rung(name)) == total
@@ -21,7 +27,9 @@ def test_paper_ladder_total_params(name: str, total: int) -> None:
 @pytest.mark.parametrize("d", [64, 128, 256, 512, 1024, 1536])
 def test_nonembedding_formula(d: int) -> None:
     # SPEC §6.6: N = 73.875·d² + 164.625·d for the FM4NPP Mamba2 block.
-    rung = next(r for r in ladder.RUNGS.values() if r.arch == "mamba2" and r.d_model == d and r.n_layers == 12)
+    rung = next(
+        r for r in ladder.RUNGS.values() if r.arch == "mamba2" and r.d_model == d and r.n_layers == 12
+    )
     assert ladder.n_params(rung) == 73.875 * d * d + 164.625 * d
     assert ladder.n_params_trainable(rung) == ladder.n_params_total(rung) - 64 * d
 

@@ -20,7 +20,9 @@ from fm4npp.sweep.spec import load_sweep
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sweep(tmp_path: Path, extra: str = "", models: str = "[q1, q2, q3]", datasets: str = "[qd1, qd2, qd3]") -> Path:
+def sweep(
+    tmp_path: Path, extra: str = "", models: str = "[q1, q2, q3]", datasets: str = "[qd1, qd2, qd3]"
+) -> Path:
     p = tmp_path / "s.yaml"
     p.write_text(
         f"study: s\nmodels: {models}\ndatasets: {datasets}\nresults_dir: {tmp_path / 'results'}\n{extra}"
@@ -40,7 +42,8 @@ def test_cost_from_flops_by_hand() -> None:
     assert c.wall_time_h == pytest.approx(gpu_h / 4)
     assert c.nodes == 1
     assert c.node_hours == pytest.approx(gpu_h / 4)
-    assert c.fits_qos and c.n_slots == 1
+    assert c.fits_qos
+    assert c.n_slots == 1
 
 
 def test_calibrated_throughput_and_requeue_slots() -> None:
@@ -97,28 +100,40 @@ def test_fit_budget_drops_most_expensive_keeping_three_levels(tmp_path: Path) ->
         fit_budget(impossible)
 
 
-def test_cli_refuses_over_budget_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_over_budget_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = sweep(tmp_path, "budget: {max_node_hours: 1.0e-9}\n")
     assert main(["plan", str(path)]) == 3
     err = capsys.readouterr().err
-    assert err.startswith("fm4npp-sweep: error: plan needs") and err.count("\n") == 1
+    assert err.startswith("fm4npp-sweep: error: plan needs")
+    assert err.count("\n") == 1
     assert not (tmp_path / "results").exists()
     assert main(["plan", str(path), "--allow-over-budget", "--json"]) == 0
 
 
-def test_cli_bad_sweep_exit_2_nothing_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_bad_sweep_exit_2_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = sweep(tmp_path, "trian: {}\n")
     assert main(["plan", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "unknown key 'trian'" in err and "Traceback" not in err
+    assert "unknown key 'trian'" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "results").exists()
 
 
-def test_replanning_is_idempotent_and_reports_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_replanning_is_idempotent_and_reports_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = sweep(tmp_path)
     assert main(["plan", str(path)]) == 0
     db = tmp_path / "results" / "s" / "catalog.duckdb"
-    rows1 = duckdb.connect(str(db), read_only=True).execute("SELECT cell_id FROM cells ORDER BY 1").fetchall()
+    rows1 = (
+        duckdb.connect(str(db), read_only=True)
+        .execute("SELECT cell_id FROM cells ORDER BY 1")
+        .fetchall()
+    )
     capsys.readouterr()
     assert main(["plan", str(path)]) == 0
     assert "catalog unchanged (9 cells)" in capsys.readouterr().out

@@ -40,16 +40,21 @@ def test_quickstart_chain_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     report = study / "report" / "index.html"
     assert f"report: {report}" in out
     html = report.read_text()
-    assert "<img" in html and "chinchilla" in html.lower()
+    assert "<img" in html
+    assert "chinchilla" in html.lower()
     con = duckdb.connect(str(study / "catalog.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM cells").fetchone() == (9,)
     assert con.execute("SELECT count(*) FROM fits").fetchone()[0] >= 1
     con.close()
     done = [json.loads(p.read_text()) for p in study.glob("runs/*/summary.json")]
-    assert len(done) == 9 and all(s["status"] == "done" for s in done)
+    assert len(done) == 9
+    assert all(s["status"] == "done" for s in done)
     # downstream ran on the largest tier of each size, baselines once per study
     assert len(list(study.glob("runs/*/eval/downstream.parquet"))) == 3
-    assert {p.stem for p in (study / "baselines" / "eval").glob("*.parquet")} >= {"hough", "random_embedding"}
+    assert {p.stem for p in (study / "baselines" / "eval").glob("*.parquet")} >= {
+        "hough",
+        "random_embedding",
+    }
     timings = json.loads((study / "quickstart_timings.json").read_text())
     assert set(timings) == {"plan", "data", "train+evaluate", "baselines", "fit-laws", "report"}
 

@@ -7,6 +7,11 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from fm4npp.store.catalog import PlanDiff
+    from fm4npp.sweep.plan import Plan
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,15 +19,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("sweep", type=Path, help="sweep file (YAML)")
     p.add_argument("--cluster", help="cluster profile name or path (default: the sweep's)")
     p.add_argument("--qos", help="QOS of the profile (default: the sweep's, else the profile's)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a sweep key, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a sweep key, e.g. --set train.epochs=2 (repeatable)",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     out.add_argument("--csv", metavar="FILE", help="write the cells as CSV ('-' for stdout)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--allow-over-budget", action="store_true", help="plan even when over budget")
-    budget.add_argument("--fit-budget", action="store_true",
-                        help="drop the most expensive cells (keeping ≥ 3 sizes per axis) to fit the budget")
+    budget.add_argument(
+        "--fit-budget",
+        action="store_true",
+        help="drop the most expensive cells (keeping ≥ 3 sizes per axis) to fit the budget",
+    )
     p.add_argument("--no-catalog", action="store_true", help="do not record the cells in the catalog")
     p.set_defaults(func=run)
 
@@ -38,48 +52,75 @@ def run(args: argparse.Namespace) -> int:
     diff = None if args.no_catalog else record_plan(plan)
     rows = [c.row() for c in plan.cells]
     if args.json:
-        print(json.dumps({
-            "study": plan.spec.study,
-            "cluster": plan.cluster.name,
-            "qos": plan.qos,
-            "cells": rows,
-            "dropped": [c.cell_id for c in plan.dropped],
-            "totals": {
-                "n_cells": len(rows),
-                "flops": plan.total_flops,
-                "gpu_hours": plan.total_gpu_hours,
-                "node_hours": plan.total_node_hours,
-                "max_node_hours": plan.spec.budget.max_node_hours,
-            },
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "study": plan.spec.study,
+                    "cluster": plan.cluster.name,
+                    "qos": plan.qos,
+                    "cells": rows,
+                    "dropped": [c.cell_id for c in plan.dropped],
+                    "totals": {
+                        "n_cells": len(rows),
+                        "flops": plan.total_flops,
+                        "gpu_hours": plan.total_gpu_hours,
+                        "node_hours": plan.total_node_hours,
+                        "max_node_hours": plan.spec.budget.max_node_hours,
+                    },
+                },
+                indent=2,
+            )
+        )
         return 0
     if args.csv:
-        fh = sys.stdout if args.csv == "-" else Path(args.csv).open("w", newline="")
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        if fh is not sys.stdout:
-            fh.close()
+        if args.csv == "-":
+            _write_csv(sys.stdout, rows)
+        else:
+            with Path(args.csv).open("w", newline="") as fh:
+                _write_csv(fh, rows)
         return 0
     _print_table(plan, diff)
     return 0
 
 
-def _print_table(plan, diff) -> None:  # type: ignore[no-untyped-def]
+def _write_csv(fh: TextIO, rows: list[dict[str, object]]) -> None:
+    writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _print_table(plan: Plan, diff: PlanDiff | None) -> None:
     from fm4npp.cli.render import console, hours, si, table
 
     cols = ["cell", "model", "N", "events", "tokens", "C [FLOP]", "GPUs", "wall", "node-h", "fits QOS"]
     rows = [
         [
-            c.cell_id, c.model, si(c.cost.n_params), si(c.cost.events_seen), si(c.cost.n_hits),
-            f"{c.cost.flops:.3g}", str(c.cost.gpus), hours(c.cost.wall_time_h), f"{c.cost.node_hours:.4g}",
+            c.cell_id,
+            c.model,
+            si(c.cost.n_params),
+            si(c.cost.events_seen),
+            si(c.cost.n_hits),
+            f"{c.cost.flops:.3g}",
+            str(c.cost.gpus),
+            hours(c.cost.wall_time_h),
+            f"{c.cost.node_hours:.4g}",
             "yes" if c.cost.fits_qos else f"no ({c.cost.n_slots} slots)",
         ]
         for c in plan.cells
     ]
     budget = plan.spec.budget.max_node_hours
-    footer = ["total", f"{len(rows)} cells", "", "", "", f"{plan.total_flops:.3g}", "", "",
-              f"{plan.total_node_hours:.4g}", f"budget {budget:g}" if budget else "no budget"]
+    footer = [
+        "total",
+        f"{len(rows)} cells",
+        "",
+        "",
+        "",
+        f"{plan.total_flops:.3g}",
+        "",
+        "",
+        f"{plan.total_node_hours:.4g}",
+        f"budget {budget:g}" if budget else "no budget",
+    ]
     con = console()
     title = f"{plan.spec.study}: {plan.cluster.name}/{plan.qos} ({plan.cells[0].cost.cost_source})"
     con.print(table(title, cols, rows, footer))

@@ -11,11 +11,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "quickstart",
         help="run the quickstart study end to end on CPU: events, plan, train, evaluate, fit, report",
     )
-    p.add_argument("--sweep", type=Path, default=None, help="sweep file (default: sweeps/quickstart.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a sweep key (repeatable)")
+    p.add_argument(
+        "--sweep", type=Path, default=None, help="sweep file (default: sweeps/quickstart.yaml)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a sweep key (repeatable)",
+    )
     p.add_argument("--max-parallel", type=int, default=None, help="cells at once (default: cores)")
-    p.add_argument("--bootstrap", type=int, default=300, metavar="N", help="bootstrap resamples of the fits")
+    p.add_argument(
+        "--bootstrap", type=int, default=300, metavar="N", help="bootstrap resamples of the fits"
+    )
     p.set_defaults(func=run)
 
 
@@ -35,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         live.stop()
     total = sum(result.timings_s.values())
-    print("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings_s.items()) + f" (total {total:.0f} s)")
+    print(
+        "timings: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings_s.items())
+        + f" (total {total:.0f} s)"
+    )
     print(f"report: {result.report}")
     return 1 if result.n_failed else 0

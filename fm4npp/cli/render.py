@@ -30,7 +30,12 @@ def hours(h: float) -> str:
     return f"{h:.1f} h"
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], footer: Sequence[str] | None = None) -> Table:
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    footer: Sequence[str] | None = None,
+) -> Table:
     t = Table(title=title, show_footer=footer is not None, header_style="bold")
     for i, col in enumerate(columns):
         t.add_column(col, footer=footer[i] if footer else "", justify="left" if i == 0 else "right")

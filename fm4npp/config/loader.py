@@ -72,7 +72,9 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
                 return _convert(arg, value, source, key)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{_where(source, key)}: invalid value {value!r}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{_where(source, key)}: invalid value {value!r}"
+        )
     if origin in (tuple, list):
         args = get_args(tp)
         if not isinstance(value, (list, tuple)):
@@ -80,7 +82,10 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(f"{_where(source, key)}: expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(
+                _convert(a, v, source, f"{key}[{i}]")
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
+            )
         item = args[0] if args else Any
         items = [_convert(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -89,7 +94,8 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
             raise ConfigError(f"{_where(source, key)}: expected a mapping, got {value!r}")
         ktp, vtp = get_args(tp) or (Any, Any)
         return {
-            _convert(ktp, k, source, f"{key}.{k}"): _convert(vtp, v, source, f"{key}.{k}") for k, v in value.items()
+            _convert(ktp, k, source, f"{key}.{k}"): _convert(vtp, v, source, f"{key}.{k}")
+            for k, v in value.items()
         }
     if tp is bool:
         if not isinstance(value, bool):

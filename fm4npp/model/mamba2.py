@@ -247,9 +247,13 @@ class Mamba2(nn.Module):
                     norm_before_gate=self.norm_before_gate,
                     **lim,
                 )
-        return self._forward_torch(zxbcdt, A, ssd=_chunk_scan() if u.is_cuda and self.use_mem_eff_path else None)
+        return self._forward_torch(
+            zxbcdt, A, ssd=_chunk_scan() if u.is_cuda and self.use_mem_eff_path else None
+        )
 
-    def _forward_torch(self, zxbcdt: torch.Tensor, A: torch.Tensor, ssd: Any | None = None) -> torch.Tensor:
+    def _forward_torch(
+        self, zxbcdt: torch.Tensor, A: torch.Tensor, ssd: Any | None = None
+    ) -> torch.Tensor:
         Bt, L, _ = zxbcdt.shape
         di, gn, nh = self.d_inner, self.ngroups * self.d_state, self.nheads
         z, xBC, dt = torch.split(zxbcdt, [di, di + 2 * gn, nh], dim=-1)

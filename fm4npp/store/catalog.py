@@ -125,7 +125,9 @@ def _refresh_views(con: duckdb.DuckDBPyConnection, study_dir: Path) -> None:
         )
     else:
         typed = ", ".join(f"CAST(NULL AS DOUBLE) AS {c}" for c in METRIC_COLUMNS)
-        con.execute(f"CREATE OR REPLACE VIEW losses AS SELECT CAST(NULL AS VARCHAR) AS cell_id, {typed} LIMIT 0")
+        con.execute(
+            f"CREATE OR REPLACE VIEW losses AS SELECT CAST(NULL AS VARCHAR) AS cell_id, {typed} LIMIT 0"
+        )
     present = [str(root / pat) for pat in EVAL_GLOBS if list(root.glob(pat))]
     if present:
         files = ", ".join(f"'{g}'" for g in present)
@@ -223,7 +225,16 @@ def finished_cells(study_dir: Path) -> pd.DataFrame:
     cells = planned_cells(study_dir)
     summ = read_summaries(study_dir)
     out = cells.rename(columns={"node_hours": "node_hours_planned"})
-    keep = ["cell_id", "status", "reason", "final_val_loss", "smoothed_val_loss", "wall_time_s", "hits_seen", "flops"]
+    keep = [
+        "cell_id",
+        "status",
+        "reason",
+        "final_val_loss",
+        "smoothed_val_loss",
+        "wall_time_s",
+        "hits_seen",
+        "flops",
+    ]
     if summ.empty:
         summ = pd.DataFrame(columns=keep)
     for col in keep:
@@ -234,9 +245,23 @@ def finished_cells(study_dir: Path) -> pd.DataFrame:
     out["n_hits"] = out["hits_seen"].where(out["hits_seen"].notna(), out["n_hits"]).astype(float)
     out["flops"] = out["flops_run"].where(out["flops_run"].notna(), out["flops"]).astype(float)
     cols = [
-        "cell_id", "model", "arch", "dataset", "seed", "n_params", "n_events", "events_seen", "n_hits",
-        "flops", "final_val_loss", "smoothed_val_loss", "status", "reason", "node_hours_planned",
-        "wall_time_s", "gpus",
+        "cell_id",
+        "model",
+        "arch",
+        "dataset",
+        "seed",
+        "n_params",
+        "n_events",
+        "events_seen",
+        "n_hits",
+        "flops",
+        "final_val_loss",
+        "smoothed_val_loss",
+        "status",
+        "reason",
+        "node_hours_planned",
+        "wall_time_s",
+        "gpus",
     ]
     return out[cols]
 

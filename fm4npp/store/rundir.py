@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
+from fm4npp.atomic import write_json, write_parquet, write_text
 from fm4npp.config import RunConfig, load_dataclass, to_dict
 from fm4npp.errors import StoreError
-from fm4npp.atomic import write_json, write_parquet, write_text
 
 #: Columns of every ``metrics/part-<k>.parquet`` (one row per logged step).
 METRIC_COLUMNS = (
@@ -131,22 +131,21 @@ class RunDir:
             raise StoreError(f"{self.summary_file}: corrupt summary ({err})") from None
 
 
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=5, check=False
+    )
+    return out.stdout.strip()
+
+
 def provenance() -> dict[str, Any]:
     """Git commit (and whether the tree is dirty), Python and key package versions."""
     repo = Path(__file__).resolve().parents[2]
     info: dict[str, Any] = {"python": platform.python_version(), "host": platform.node()}
     try:
-        sha = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        sha = _git(repo, "rev-parse", "HEAD")
         info["git_commit"] = sha or None
-        info["git_dirty"] = bool(dirty)
+        info["git_dirty"] = bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.TimeoutExpired):
         info["git_commit"] = None
     from importlib import metadata

@@ -152,7 +152,9 @@ def make_executor(
     if cluster.kind == "local":
         ex = submitit.LocalExecutor(folder=folder, max_num_timeout=group.max_num_timeout)
         ex.update_parameters(
-            timeout_min=group.time_min,
+            # local jobs start at once and queue for a core slot (max_parallel) inside their own
+            # process, so the time limit must cover the wait: the QOS limit, not the cell's wall time
+            timeout_min=cluster.get_qos(qos_name)[1].max_wall_min,
             signal_delay_s=cluster.signal_delay_s,
             tasks_per_node=1,
             gpus_per_node=0,

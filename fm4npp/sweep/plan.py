@@ -106,9 +106,7 @@ def cell_id_for(run: RunConfig) -> str:
     return f"{run.model}-{run.dataset}-s{run.seed}-{digest}"
 
 
-def make_plan(
-    spec: SweepSpec, cluster: ClusterProfile | None = None, qos: str | None = None
-) -> Plan:
+def make_plan(spec: SweepSpec, cluster: ClusterProfile | None = None, qos: str | None = None) -> Plan:
     """Enumerate models × datasets × seeds and cost every cell on ``cluster`` (default: the spec's)."""
     cluster = cluster or load_cluster(spec.cluster)
     qname, qcfg = cluster.get_qos(qos or spec.qos)
@@ -186,15 +184,21 @@ def record_plan(plan: Plan) -> PlanDiff:
     """Record the plan's cells in the study catalog (table ``cells``); returns what changed."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = [
-        {**c.row(), "cluster": plan.cluster.name, "qos": plan.qos,
-         "config_json": json.dumps(to_dict(c.run)), "planned_at": now}
+        {
+            **c.row(),
+            "cluster": plan.cluster.name,
+            "qos": plan.qos,
+            "config_json": json.dumps(to_dict(c.run)),
+            "planned_at": now,
+        }
         for c in plan.cells
     ]
     return record_cells(plan.study_dir, rows)
 
 
-def plan_file(path: Path, cluster: str | None = None, qos: str | None = None,
-              overrides: list[str] | None = None) -> Plan:
+def plan_file(
+    path: Path, cluster: str | None = None, qos: str | None = None, overrides: list[str] | None = None
+) -> Plan:
     """Load a sweep file and plan it (the library call behind ``fm4npp-sweep plan``)."""
     spec = load_sweep(path, overrides)
     return make_plan(spec, load_cluster(cluster) if cluster else None, qos)

@@ -68,9 +68,13 @@ def run_quickstart(
         final = report.final or ()
         result.n_failed = sum(s.state == "failed" for s in final)
         result.n_done = len(report.skipped_done) + sum(s.state == "done" for s in final)
-        say(f"   {result.n_done} cells done ({len(report.skipped_done)} reused), {result.n_failed} failed")
+        say(
+            f"   {result.n_done} cells done ({len(report.skipped_done)} reused), {result.n_failed} failed"
+        )
     if result.n_done == 0:
-        raise TrainingError(f"{plan.study_dir}: no cell finished; see `fm4npp-sweep status {plan.study_dir}`")
+        raise TrainingError(
+            f"{plan.study_dir}: no cell finished; see `fm4npp-sweep status {plan.study_dir}`"
+        )
     with _stage(result, "baselines", say):
         _ensure_baselines(plan, say)
     with _stage(result, "fit-laws", say):
@@ -89,7 +93,11 @@ def _ensure_baselines(plan: Plan, say: Callable[[str], None]) -> None:
     if not plan.spec.eval.enabled:
         return
     done = {p.stem for p in catalog.baselines_dir(plan.study_dir).eval.glob("*.parquet")}
-    wanted = {f"adapter_only-{m}" for m in plan.spec.models} if "adapter_only" in plan.spec.eval.baselines else set()
+    wanted = (
+        {f"adapter_only-{m}" for m in plan.spec.models}
+        if "adapter_only" in plan.spec.eval.baselines
+        else set()
+    )
     wanted |= {b for b in plan.spec.eval.baselines if b != "adapter_only"}
     if wanted <= done:
         say(f"   reusing {len(done)} baseline tables")
@@ -105,7 +113,9 @@ def _fit(study_dir: Path, n_boot: int) -> dict[str, Any]:
 
     data = from_cells(catalog.finished_cells(study_dir), "final", "events", str(study_dir))
     res = summarise(data, ("chinchilla",), "vp", n_boot)[0]
-    catalog.save_fit(study_dir, "chinchilla", {"form": "chinchilla", "method": "vp", "bootstrap": n_boot}, res)
+    catalog.save_fit(
+        study_dir, "chinchilla", {"form": "chinchilla", "method": "vp", "bootstrap": n_boot}, res
+    )
     return dict(res)
 
 
@@ -114,7 +124,11 @@ def _describe_fit(fit: dict[str, Any]) -> str:
 
     def one(name: str) -> str:
         lo_hi = ci.get(name)
-        band = f" [{lo_hi[0]:.3g}, {lo_hi[1]:.3g}]" if isinstance(lo_hi, (list, tuple)) and len(lo_hi) == 2 else ""
+        band = (
+            f" [{lo_hi[0]:.3g}, {lo_hi[1]:.3g}]"
+            if isinstance(lo_hi, (list, tuple)) and len(lo_hi) == 2
+            else ""
+        )
         return f"{name} = {p.get(name, float('nan')):.3g}{band}"
 
     return "L(N, D) = E + A/N^α + B/D^β: " + ", ".join(one(k) for k in ("E", "alpha", "beta"))
