@@ -14,19 +14,15 @@ if TYPE_CHECKING:
     from fm4npp.sweep.plan import Plan
 
 
+from fm4npp.cli.render import add_overrides
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("plan", help="enumerate the model × dataset grid and estimate its cost")
     p.add_argument("sweep", type=Path, help="sweep file (YAML)")
     p.add_argument("--cluster", help="cluster profile name or path (default: the sweep's)")
     p.add_argument("--qos", help="QOS of the profile (default: the sweep's, else the profile's)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a sweep key, e.g. --set train.epochs=2 (repeatable)",
-    )
+    add_overrides(p)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     out.add_argument("--csv", metavar="FILE", help="write the cells as CSV ('-' for stdout)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fm4npp.cli.render import add_overrides
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -14,14 +16,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--sweep", type=Path, default=None, help="sweep file (default: sweeps/quickstart.yaml)"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a sweep key (repeatable)",
-    )
+    add_overrides(p)
     p.add_argument("--max-parallel", type=int, default=None, help="cells at once (default: cores)")
     p.add_argument(
         "--bootstrap", type=int, default=300, metavar="N", help="bootstrap resamples of the fits"

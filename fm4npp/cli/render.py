@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Sequence
 
@@ -46,3 +47,15 @@ def table(
 
 def console() -> Console:
     return Console(width=160)
+
+
+def add_overrides(p: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): override a sweep key; precedence above the file."""
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a sweep key, e.g. --set train.epochs=2 (repeatable)",
+    )

@@ -21,6 +21,9 @@ STATE_STYLE = {
 }
 
 
+from fm4npp.cli.render import add_overrides
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's subcommands to the top-level parser."""
     p = sub.add_parser("submit", help="submit a sweep's cells (local processes or SLURM job arrays)")
@@ -30,14 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--qos", help="QOS of the profile (default: the sweep's, else the profile's)")
     p.add_argument("--account", help="SLURM account (overrides the profile's)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a sweep key (repeatable), as for `plan`",
-    )
+    add_overrides(p)
     p.add_argument(
         "--dry-run", action="store_true", help="print what would run (and each array's sbatch script)"
     )

@@ -88,9 +88,9 @@ class EvalConfig:
     """Downstream evaluation of a frozen backbone (SPEC §8–9)."""
 
     enabled: bool = True
-    # which cells of a sweep run the downstream evaluation after pretraining: every cell, or only
-    # those at the largest dataset size (downstream metrics vs N at fixed D, cheaper on CPU)
-    scope: Literal["all", "largest_dataset"] = "all"
+    # which cells run the downstream evaluation after pretraining: every cell, or one per model size
+    # (largest dataset, first seed: downstream metrics vs N at fixed D, cheaper on CPU)
+    scope: Literal["all", "per_model"] = "all"
     tasks: tuple[Literal["tracking", "pid", "noise"], ...] = ("tracking", "pid", "noise")
     labelled_events: tuple[int, ...] = (1000,)  # data-efficiency ladder of labelled events
     seeds: tuple[int, ...] = (0,)  # adapter seeds

@@ -117,8 +117,10 @@ def make_plan(spec: SweepSpec, cluster: ClusterProfile | None = None, qos: str |
         rung = get_rung(model)
         for dataset in spec.datasets:
             n_events = get_dataset(dataset)
-            evaluate = spec.eval.enabled and (spec.eval.scope == "all" or dataset == largest)
             for seed in spec.seeds:
+                evaluate = spec.eval.enabled and (
+                    spec.eval.scope == "all" or (dataset == largest and seed == spec.seeds[0])
+                )
                 run = RunConfig(
                     study=spec.study,
                     cell_id="",

@@ -7,6 +7,9 @@ baselines and redoes only the fits and the report. Stage timings are printed and
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,6 +66,7 @@ def run_quickstart(
     with _stage(result, "data", say):
         prepared = ensure_dataset(plan)
         say(f"   {prepared.n_events_total} events in {plan.cells[0].run.data_dir}")
+    baselines = _start_baselines(plan, say)  # in its own process, beside the cells
     with _stage(result, "train+evaluate", say):
         report = submit_plan(plan, max_parallel=max_parallel, wait=True, on_update=on_update)
         final = report.final or ()
@@ -76,7 +80,7 @@ def run_quickstart(
             f"{plan.study_dir}: no cell finished; see `fm4npp-sweep status {plan.study_dir}`"
         )
     with _stage(result, "baselines", say):
-        _ensure_baselines(plan, say)
+        _finish_baselines(plan, baselines, say)
     with _stage(result, "fit-laws", say):
         result.fit = _fit(plan.study_dir, n_boot)
         say(f"   {_describe_fit(result.fit)}")
@@ -88,23 +92,36 @@ def run_quickstart(
     return result
 
 
-def _ensure_baselines(plan: Plan, say: Callable[[str], None]) -> None:
-    """Adapter-only, random-embedding and Hough baselines, once per study (reused when present)."""
+def _start_baselines(plan: Plan, say: Callable[[str], None]) -> subprocess.Popen[bytes] | None:
+    """Start ``fm4npp-sweep evaluate --baselines`` (adapter-only, random embedding, Hough) in a
+    process of its own while the cells train; None when they exist already or evaluation is off."""
     if not plan.spec.eval.enabled:
-        return
+        return None
     done = {p.stem for p in catalog.baselines_dir(plan.study_dir).eval.glob("*.parquet")}
-    wanted = (
-        {f"adapter_only-{m}" for m in plan.spec.models}
-        if "adapter_only" in plan.spec.eval.baselines
-        else set()
-    )
-    wanted |= {b for b in plan.spec.eval.baselines if b != "adapter_only"}
+    wanted = {b for b in plan.spec.eval.baselines if b != "adapter_only"}
+    if "adapter_only" in plan.spec.eval.baselines:
+        wanted |= {f"adapter_only-{m}" for m in plan.spec.models}
     if wanted <= done:
         say(f"   reusing {len(done)} baseline tables")
-        return
-    from fm4npp.train.downstream import evaluate_study_baselines
+        return None
+    log = plan.study_dir / "baselines" / "evaluate.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one core: the cells hold the others
+    cmd = [sys.executable, "-m", "fm4npp", "evaluate", "--study", str(plan.study_dir), "--baselines"]
+    with log.open("wb") as fh:
+        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
 
-    say(f"   wrote {', '.join(evaluate_study_baselines(plan.study_dir))}")
+
+def _finish_baselines(
+    plan: Plan, proc: subprocess.Popen[bytes] | None, say: Callable[[str], None]
+) -> None:
+    if proc is None:
+        return
+    if proc.wait() != 0:
+        log = plan.study_dir / "baselines" / "evaluate.log"
+        raise TrainingError(f"{log}: baseline evaluation failed (exit {proc.returncode}); see the log")
+    names = sorted(p.stem for p in catalog.baselines_dir(plan.study_dir).eval.glob("*.parquet"))
+    say(f"   baselines: {', '.join(names)}")
 
 
 def _fit(study_dir: Path, n_boot: int) -> dict[str, Any]:
