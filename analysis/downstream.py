@@ -107,16 +107,43 @@ def prepare_evals(evals: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.
     return df.reset_index(drop=True)
 
 
+#: The quality metrics plotted and fitted per task (SPEC §9); bookkeeping rows (counts, timings,
+#: epochs) stay in the tables only.
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "tracking": (
+        "ari",
+        "ari_signal",
+        "efficiency",
+        "efficiency_pt1",
+        "purity",
+        "fake_rate",
+        "hit_efficiency",
+        "hit_purity",
+        "trackml_score",
+    ),  # fmt: skip
+    "pid": ("accuracy", "precision", "recall"),
+    "noise": ("accuracy", "precision", "recall", "precision_noise", "recall_noise"),
+}
+
+
+def headline(evals: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :data:`HEADLINE_METRICS` (tasks without an entry keep all their metrics)."""
+    keep = [
+        m in HEADLINE_METRICS.get(t, (m,)) for t, m in zip(evals["task"], evals["metric"], strict=True)
+    ]
+    return evals[keep]
+
+
 def fit_eval_metrics(
     evals: pd.DataFrame, lower_is_better: tuple[str, ...] = ("loss", "mse", "fake_rate", "ms_per")
 ) -> list[MetricFit]:
-    """One :class:`MetricFit` per (task, metric) of the ``fm`` rows (``prepare_evals`` output or raw).
-
-    With a D column (``n_events``) each size is fitted at its largest D, the most-trained backbone.
+    """One :class:`MetricFit` per headline (task, metric) of the ``fm`` rows (``prepare_evals``
+    output or raw). With a D column (``n_events``) each size is fitted at its largest D.
     """
     need = {"task", "metric", "n_params", "value"}
     if not need <= set(evals.columns):
         raise FitError(f"eval_metrics lacks column(s) {', '.join(sorted(need - set(evals.columns)))}")
+    evals = headline(evals)
     fm = evals if "variant" not in evals.columns else evals[evals["variant"].fillna(FM) == FM]
     fm = fm.dropna(subset=["n_params", "value"])
     if "n_events" in fm.columns and fm["n_events"].notna().all():
