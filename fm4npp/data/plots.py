@@ -103,9 +103,14 @@ def all_figures(events: Sequence[Event]) -> dict[str, Figure]:
         figs["pt"] = pt_spectrum(events)
         figs["eta"] = eta_distribution(events)
     if events:
-        # a typical event: the one whose point count is closest to the median
+        # a typical event: point count near the median, and among those the one with most signal
+        # tracks (a median-sized event can be all curler noise, a diffractive event with no tracks)
         n = np.array([e.n_hits for e in events])
-        figs["event_display"] = event_display(events[int(np.argmin(np.abs(n - np.median(n))))])
+        near = np.argsort(np.abs(n - np.median(n)))[: max(1, len(events) // 10)]
+        tracks = [
+            len(np.unique(events[i].hits["track_id"][events[i].hits["track_id"] > 0])) for i in near
+        ]
+        figs["event_display"] = event_display(events[int(near[int(np.argmax(tracks))])])
     return figs
 
 
