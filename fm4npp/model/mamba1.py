@@ -16,11 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-
-def _up(t: torch.Tensor) -> torch.Tensor:
-    """fp16/bf16 → fp32 for the scan internals; fp32 and fp64 (gradcheck) stay as they are."""
-    return t if t.dtype in (torch.float32, torch.float64) else t.float()
-
+from fm4npp.model.precision import up
 
 _KERNEL: dict[str, Any] = {}
 
@@ -51,7 +47,7 @@ class _SelectiveScan(torch.autograd.Function):
         D: torch.Tensor,
     ) -> torch.Tensor:
         dtype = u.dtype
-        u, delta, A, B, C, D = (_up(t) for t in (u, delta, A, B, C, D))
+        u, delta, A, B, C, D = (up(t) for t in (u, delta, A, B, C, D))
         dA = torch.exp(delta.transpose(0, 1)[..., None] * A)  # (L, Bt, Di, N) time-major
         hs = (delta * u).transpose(0, 1)[..., None] * B.transpose(0, 1)[:, :, None, :]  # ΔBu, then h
         for t in range(1, hs.shape[0]):
@@ -65,7 +61,7 @@ class _SelectiveScan(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: FunctionCtx, gy: torch.Tensor) -> tuple[torch.Tensor, ...]:
         u, delta, A, B, C, D, hs = ctx.saved_tensors  # type: ignore[attr-defined]
-        gy = _up(gy)
+        gy = up(gy)
         dA = torch.exp(delta.transpose(0, 1)[..., None] * A)
         G = gy.transpose(0, 1)[..., None] * C.transpose(0, 1)[:, :, None, :]  # ∂/∂h_t from y_t
         for t in range(G.shape[0] - 2, -1, -1):
@@ -165,7 +161,7 @@ class Mamba(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """u (Bt, L, D) → (Bt, L, D)."""
         L = u.shape[1]
-        A = -torch.exp(_up(self.A_log))
+        A = -torch.exp(up(self.A_log))
         if u.is_cuda and self.use_fast_path:
             fn = _inner_fn()
             if fn is not None:
@@ -188,7 +184,7 @@ class Mamba(nn.Module):
         x, z = self.in_proj(u).chunk(2, dim=-1)
         x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L].transpose(1, 2))
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.softplus(_up(dt @ self.dt_proj.weight.t()) + _up(self.dt_proj.bias))
+        delta = F.softplus(up(dt @ self.dt_proj.weight.t()) + up(self.dt_proj.bias))
         y = selective_scan(x, delta, A, B, C, self.D)
         out: torch.Tensor = self.out_proj(y * F.silu(z))
         return out

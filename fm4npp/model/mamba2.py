@@ -15,12 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fm4npp.errors import ConfigError
-
-
-def _up(t: torch.Tensor) -> torch.Tensor:
-    """fp16/bf16 → fp32 for the scan internals; fp32 and fp64 (gradcheck) stay as they are."""
-    return t if t.dtype in (torch.float32, torch.float64) else t.float()
-
+from fm4npp.model.precision import up
 
 _KERNEL: dict[str, Any] = {}
 
@@ -71,14 +66,12 @@ class RMSNormGated(nn.Module):
     def forward(self, y: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """y, z (..., Di) → (..., Di) in y's dtype."""
         dtype = y.dtype
-        y = _up(y)
-        g = None if z is None else F.silu(_up(z))
+        y = up(y)
+        g = None if z is None else F.silu(up(z))
         if g is not None and not self.norm_before_gate:
             y = y * g
         yg = y.view(*y.shape[:-1], -1, self.group_size)
-        y = (yg * torch.rsqrt(yg.pow(2).mean(-1, keepdim=True) + self.eps)).flatten(-2) * _up(
-            self.weight
-        )
+        y = (yg * torch.rsqrt(yg.pow(2).mean(-1, keepdim=True) + self.eps)).flatten(-2) * up(self.weight)
         if g is not None and self.norm_before_gate:
             y = y * g
         return y.to(dtype)
@@ -96,14 +89,14 @@ def ssd_chunked(
     Bt, L, H, P = x.shape
     G, N = B.shape[2], B.shape[3]
     pad = (-L) % chunk
-    x, dt, B, C = (_up(t) for t in (x, dt, B, C))
+    x, dt, B, C = (up(t) for t in (x, dt, B, C))
     if pad:  # zero dt at the padded end: no decay and no input, and causal, so valid rows unchanged
         x, dt, B, C = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, dt, B, C))
     nc = (L + pad) // chunk
     x = x.view(Bt, nc, chunk, H, P)
     B = B.view(Bt, nc, chunk, G, N)
     C = C.view(Bt, nc, chunk, G, N)
-    dA = (dt * _up(A)).view(Bt, nc, chunk, H).permute(0, 3, 1, 2)  # (Bt, H, c, Q)
+    dA = (dt * up(A)).view(Bt, nc, chunk, H).permute(0, 3, 1, 2)  # (Bt, H, c, Q)
     xdt = x * dt.view(Bt, nc, chunk, H, 1)
     cs = torch.cumsum(dA, dim=-1)  # (Bt, H, c, Q)
     causal = torch.ones(chunk, chunk, dtype=torch.bool, device=x.device).tril()
@@ -224,7 +217,7 @@ class Mamba2(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """u (Bt, L, D) → (Bt, L, D)."""
         zxbcdt = self.in_proj(u)
-        A = -torch.exp(_up(self.A_log))
+        A = -torch.exp(up(self.A_log))
         if u.is_cuda and self.use_mem_eff_path:
             fn = _split_conv1d_scan()
             if fn is not None:
@@ -259,7 +252,7 @@ class Mamba2(nn.Module):
         z, xBC, dt = torch.split(zxbcdt, [di, di + 2 * gn, nh], dim=-1)
         xBC = F.silu(self.conv1d(xBC.transpose(1, 2))[..., :L].transpose(1, 2))
         x, B, C = torch.split(xBC, [di, gn, gn], dim=-1)
-        dt = F.softplus(_up(dt) + _up(self.dt_bias))
+        dt = F.softplus(up(dt) + up(self.dt_bias))
         if self.dt_limit != (0.0, float("inf")):
             dt = dt.clamp(min=self.dt_limit[0], max=self.dt_limit[1])
         x = x.reshape(Bt, L, nh, self.headdim)
@@ -268,8 +261,8 @@ class Mamba2(nn.Module):
             y = ssd(x, dt, A, B, C, chunk_size=self.chunk_size).float()
         else:
             y = ssd_chunked(x, dt, A, B, C, self.chunk_size)
-        D = _up(self.D).view(nh, self.headdim) if self.D_has_hdim else _up(self.D)[:, None]
-        y = (y + _up(x) * D).reshape(Bt, L, di)
+        D = up(self.D).view(nh, self.headdim) if self.D_has_hdim else up(self.D)[:, None]
+        y = (y + up(x) * D).reshape(Bt, L, di)
         y = self.norm(y, z)
         out: torch.Tensor = self.out_proj(y.to(self.out_proj.weight.dtype))
         return out
