@@ -37,6 +37,13 @@ def run(args: argparse.Namespace) -> int:
             n_boot=args.bootstrap,
             on_update=live.update,
         )
+    except KeyboardInterrupt:
+        live.stop()
+        print(
+            "interrupted: the running cells stop with it; run the same command again to resume them "
+            "from their checkpoints (finished cells are kept)"
+        )
+        return 130
     finally:
         live.stop()
     total = sum(result.timings_s.values())

@@ -151,6 +151,7 @@ class _LiveTable:
     def stop(self) -> None:
         if self._live is not None:
             self._live.stop()
+            self._live = None
 
 
 def _table(statuses: list[Any], title: str) -> Any:

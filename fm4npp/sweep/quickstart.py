@@ -68,7 +68,10 @@ def run_quickstart(
         say(f"   {prepared.n_events_total} events in {plan.cells[0].run.data_dir}")
     baselines = _start_baselines(plan, say)  # in its own process, beside the cells
     with _stage(result, "train+evaluate", say):
-        report = submit_plan(plan, max_parallel=max_parallel, wait=True, on_update=on_update)
+        # retry_failed: a rerun after Ctrl-C or a crash resumes interrupted cells from their checkpoints
+        report = submit_plan(
+            plan, max_parallel=max_parallel, wait=True, retry_failed=True, on_update=on_update
+        )
         final = report.final or ()
         result.n_failed = sum(s.state == "failed" for s in final)
         result.n_done = len(report.skipped_done) + sum(s.state == "done" for s in final)
