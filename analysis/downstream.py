@@ -120,7 +120,7 @@ HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
         "hit_efficiency",
         "hit_purity",
         "trackml_score",
-    ),  # fmt: skip
+    ),
     "pid": ("accuracy", "precision", "recall"),
     "noise": ("accuracy", "precision", "recall", "precision_noise", "recall_noise"),
 }

@@ -214,3 +214,12 @@ CHINCHILLA_A_APPROACHES = {1: 0.50, 2: 0.49, 3: 0.46}
 EPOCH_A = 0.513
 KAPLAN = {"alpha_N": 0.076, "N_c": 8.8e13, "alpha_D": 0.095, "D_c": 5.4e13, "alpha_C": 0.050}
 KAPLAN_NOPT_EXPONENT = 0.73
+
+#: Epoch's 95 % bootstrap intervals of the same re-fit (4,000 resamples; SCALING §9.1).
+EPOCH_REFIT_CI95: dict[str, tuple[float, float]] = {
+    "E": (1.769, 1.871),
+    "alpha": (0.317, 0.373),
+    "beta": (0.331, 0.415),
+    "A": (285, 744),
+    "B": (1042, 5810),
+}

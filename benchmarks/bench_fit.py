@@ -18,18 +18,12 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from analysis.fit import chinchilla_grid, fit_law, polish
-from analysis.laws import EPOCH_REFIT, allocation
+from analysis.laws import EPOCH_REFIT, EPOCH_REFIT_CI95, allocation
 from analysis.simulate import DATA_LADDER, LADDER_N, SURFACES, Design, coverage
 from analysis.uncertainty import bootstrap
 
 CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_svg_extracted_data.csv"
-EPOCH_CI = {
-    "E": (1.769, 1.871),
-    "alpha": (0.317, 0.373),
-    "beta": (0.331, 0.415),
-    "A": (285, 744),
-    "B": (1042, 5810),
-}
+EPOCH_CI = EPOCH_REFIT_CI95  # SCALING §9.1
 
 
 def epoch_points() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

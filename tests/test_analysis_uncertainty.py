@@ -9,7 +9,7 @@ from conftest import SHARED_DATA
 
 from analysis.bootstrap import cr2_residuals
 from analysis.fit import fit_law
-from analysis.laws import HOFFMANN_ROUNDED
+from analysis.laws import EPOCH_REFIT_CI95, HOFFMANN_ROUNDED
 from analysis.simulate import DATA_LADDER, LADDER_N, SURFACES, Design, coverage, simulate
 from analysis.uncertainty import (
     bootstrap,
@@ -21,14 +21,7 @@ from analysis.uncertainty import (
 )
 
 EPOCH_CSV = SHARED_DATA / "chinchilla_svg_extracted_data.csv"
-# SCALING §9.1: Epoch's 95% bootstrap intervals (4000 resamples).
-EPOCH_CI = {
-    "E": (1.769, 1.871),
-    "alpha": (0.317, 0.373),
-    "beta": (0.331, 0.415),
-    "A": (285, 744),
-    "B": (1042, 5810),
-}
+EPOCH_CI = EPOCH_REFIT_CI95  # SCALING §9.1
 
 
 @pytest.fixture(scope="module")
