@@ -80,19 +80,21 @@ def cell_statuses(study_dir: Path, cell_ids: list[str]) -> list[CellStatus]:
     active_jobs = [
         str(latest[c]["job_id"])
         for c in cell_ids
-        if c in latest and not _summary_done(RunDir(Path(study_dir) / "runs" / c))
+        if c in latest and not _job_finished(RunDir(Path(study_dir) / "runs" / c))
     ]
     infos = job_infos(active_jobs, Path(study_dir) / ".slots")
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     return [_derive(c, Path(study_dir), latest.get(c), counts.get(c, 0), infos, now) for c in cell_ids]
 
 
-def _summary_done(rd: RunDir) -> bool:
+def _job_finished(rd: RunDir) -> bool:
+    """The job's own final summary is there ("evaluated" marks it; pretrain writes one before the
+    downstream evaluation, while the job still runs)."""
     try:
         s = rd.read_summary()
     except StoreError:
         return False
-    return s is not None and s.get("status") == "done"
+    return s is not None and s.get("status") == "done" and "evaluated" in s
 
 
 def _derive(
