@@ -87,7 +87,10 @@ class BootstrapResult:
             v, est = np.log(v), np.log(est)
         sd = np.std(v, axis=0, ddof=1) * self.kappa
         lo, hi = est - tq * sd, est + tq * sd
-        return (np.exp(lo), np.exp(hi)) if log else (lo, hi)
+        if not log:
+            return lo, hi
+        with np.errstate(over="ignore"):  # an interval unbounded above on the log scale is (…, inf)
+            return np.exp(lo), np.exp(hi)
 
     def ci(
         self, name: str, level: float = 0.95, C: float | Array | None = None, k: float = 6.0

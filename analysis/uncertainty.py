@@ -75,7 +75,10 @@ def delta_interval(
     se = np.sqrt(np.maximum(np.einsum("mp,pq,mq->m", jac, covariance(fit), jac), 0.0))
     z = norm.ppf(0.5 + level / 2)
     lo, hi = est - z * se, est + z * se
-    return (np.exp(est), np.exp(lo), np.exp(hi)) if log else (est, lo, hi)
+    if not log:
+        return est, lo, hi
+    with np.errstate(over="ignore"):  # an interval unbounded above on the log scale is (…, inf)
+        return np.exp(est), np.exp(lo), np.exp(hi)
 
 
 def log_prediction_band(
@@ -98,7 +101,8 @@ def log_prediction_band(
         var = var + (s * s if np.isfinite(s) else float(np.median(np.abs(fit.residuals()))) ** 2 * 2.198)
     z = norm.ppf(0.5 + level / 2) * np.sqrt(np.maximum(var, 0.0))
     shape = arrs[0].shape
-    return np.exp(est - z).reshape(shape), np.exp(est + z).reshape(shape)
+    with np.errstate(over="ignore"):  # an unbounded band on the log scale reaches inf
+        return np.exp(est - z).reshape(shape), np.exp(est + z).reshape(shape)
 
 
 # ----------------------------------------------------------------------------------------------------
