@@ -8,6 +8,7 @@ backward loop over time on fp32, time-major buffers with in-place ops, saving on
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -18,18 +19,15 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from fm4npp.model.precision import up
 
-_KERNEL: dict[str, Any] = {}
 
-
+@functools.cache
 def _inner_fn() -> Any | None:
     """``mamba_inner_fn`` or None; imported once, only when asked (CUDA input)."""
-    if "fn" not in _KERNEL:
-        try:
-            from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
-        except ImportError:
-            mamba_inner_fn = None
-        _KERNEL["fn"] = mamba_inner_fn
-    return _KERNEL["fn"]
+    try:
+        from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
+    except ImportError:
+        return None
+    return mamba_inner_fn
 
 
 class _SelectiveScan(torch.autograd.Function):

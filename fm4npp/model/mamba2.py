@@ -7,6 +7,7 @@ SPEC §7.2–7.4. On CUDA with ``mamba_ssm`` importable, ``forward`` calls the f
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -17,31 +18,27 @@ from torch import nn
 from fm4npp.errors import ConfigError
 from fm4npp.model.precision import up
 
-_KERNEL: dict[str, Any] = {}
 
-
+@functools.cache
 def _split_conv1d_scan() -> Any | None:
     """``mamba_split_conv1d_scan_combined`` (needs causal_conv1d's CUDA extension) or None;
     imported once, only when asked (CUDA input)."""
-    if "fn" not in _KERNEL:
-        try:
-            import causal_conv1d_cuda  # noqa: F401  (the fused path calls it directly)
-            from mamba_ssm.ops.triton.ssd_combined import mamba_split_conv1d_scan_combined
-        except ImportError:
-            mamba_split_conv1d_scan_combined = None
-        _KERNEL["fn"] = mamba_split_conv1d_scan_combined
-    return _KERNEL["fn"]
+    try:
+        import causal_conv1d_cuda  # noqa: F401  (the fused path calls it directly)
+        from mamba_ssm.ops.triton.ssd_combined import mamba_split_conv1d_scan_combined
+    except ImportError:
+        return None
+    return mamba_split_conv1d_scan_combined
 
 
+@functools.cache
 def _chunk_scan() -> Any | None:
     """mamba_ssm's Triton SSD kernel ``mamba_chunk_scan_combined`` (no causal_conv1d needed) or None."""
-    if "ssd" not in _KERNEL:
-        try:
-            from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
-        except ImportError:
-            mamba_chunk_scan_combined = None
-        _KERNEL["ssd"] = mamba_chunk_scan_combined
-    return _KERNEL["ssd"]
+    try:
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+    except ImportError:
+        return None
+    return mamba_chunk_scan_combined
 
 
 class RMSNormGated(nn.Module):

@@ -18,11 +18,17 @@ from fm4npp.sweep.plan import Plan
 HIT_LIMIT_MARGIN = 1.02  # events above the hit limit are dropped (≈ 0.2–0.8 %, SPEC §2.2)
 
 
+def max_train_events(plan: Plan) -> int:
+    """Training events any cell needs: the largest dataset tier, or labelled set of the adapters."""
+    return max(max(c.run.n_events for c in plan.cells), max(plan.spec.eval.labelled_events))
+
+
 def pool_size(plan: Plan) -> int:
-    """Events to generate: the largest training tier (or labelled set) + validation + test, with margin."""
-    spec = plan.spec
-    train = max(max(c.run.n_events for c in plan.cells), max(spec.eval.labelled_events))
-    return math.ceil((train + spec.data.val_events + spec.data.test_events) * HIT_LIMIT_MARGIN) + 10
+    """Events to generate: the largest training need + validation + test, with margin."""
+    data = plan.spec.data
+    return (
+        math.ceil((max_train_events(plan) + data.val_events + data.test_events) * HIT_LIMIT_MARGIN) + 10
+    )
 
 
 def ensure_dataset(plan: Plan, *, progress: bool = True, seed: int = 12345) -> PreparedDataset:
@@ -43,5 +49,4 @@ def ensure_dataset(plan: Plan, *, progress: bool = True, seed: int = 12345) -> P
         generate_dataset(
             data_dir, pool_size(plan), seed=seed, workers=spec.data.workers, gun=gun, progress=progress
         )
-    max_train = max(max(c.run.n_events for c in plan.cells), max(spec.eval.labelled_events))
-    return prepare_dataset(data_dir, spec.data, max_train, modes=(spec.train.mode,))
+    return prepare_dataset(data_dir, spec.data, max_train_events(plan), modes=(spec.train.mode,))
