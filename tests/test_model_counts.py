@@ -67,6 +67,6 @@ def test_forward_shapes_blocks_and_frozen_embedding() -> None:
     torch.testing.assert_close(model(padded)[:, :20], out, rtol=1e-5, atol=1e-6)
 
 
-def test_transformer_rungs_are_not_built() -> None:
-    with pytest.raises(ConfigError, match="not implemented"):
-        FM4NPPModel(get_rung("t1"))
+def test_unknown_block_family_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="allowed: mamba1, mamba2, transformer"):
+        FM4NPPModel(Rung("x", "rwkv", 32, 1))  # type: ignore[arg-type]

@@ -1,9 +1,13 @@
-"""The FM4NPP backbone: fixed embedding → pre-norm residual Mamba blocks → RMSNorm → k-NNN head.
+"""The FM4NPP backbone: fixed embedding → pre-norm residual blocks → final norm → k-NNN head.
 
 SPEC §5.3: x_0 = embed(feats); z_l = Dropout(Mixer(RMSNorm(x_{l−1}))); x_l = x_{l−1} + z_l;
 out = Linear(d → 3k)(RMSNorm(x_n)). Parameter names: ``embedding.{pos_proj,energy_proj}``
 (buffers), ``layers.{i}.norm``, ``layers.{i}.mixer`` (``mamba_ssm`` mixer names), ``norm_f``,
 ``head``. Padding goes at the sequence end: the scan is causal, so it never reaches valid tokens.
+
+The block family is the rung's ``arch``: Mamba2 / Mamba1 mixers (FM4NPP), or the PointGPT-type
+causal transformer of the talk's ladder (``fm4npp.model.transformer``: LayerNorm final norm, as
+GPT-2). Both return the block's residual contribution, so features, head and objective are shared.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from fm4npp.model.embedding import NerfEmbedding
 from fm4npp.model.ladder import Rung
 from fm4npp.model.mamba1 import Mamba
 from fm4npp.model.mamba2 import Mamba2
+from fm4npp.model.transformer import LN_EPS, TransformerBlock
 
 RMS_EPS = 1e-5  # SPEC §5.3
 
@@ -54,23 +59,35 @@ class FM4NPPModel(nn.Module):
 
     def __init__(self, rung: Rung, k: int = 30, dropout: float = 0.1, embed_seed: int = 0) -> None:
         super().__init__()
-        if rung.arch not in ("mamba2", "mamba1"):
+        if rung.arch not in ("mamba2", "mamba1", "transformer"):
             raise ConfigError(
-                f"model {rung.name}: arch '{rung.arch}' not implemented; allowed: mamba1, mamba2"
+                f"model {rung.name}: arch '{rung.arch}' not implemented; "
+                "allowed: mamba1, mamba2, transformer"
             )
         if k <= 0:
             raise ConfigError(f"model {rung.name}: k must be > 0, got {k}")
         self.rung, self.k = rung, k
         d = rung.d_model
         self.embedding = NerfEmbedding(d, seed=embed_seed)
-        self.layers = nn.ModuleList([Block(rung, i, dropout) for i in range(rung.n_layers)])
-        self.norm_f = nn.RMSNorm(d, eps=RMS_EPS)
+        self.layers = nn.ModuleList(
+            [
+                TransformerBlock(rung, dropout) if rung.arch == "transformer" else Block(rung, i, dropout)
+                for i in range(rung.n_layers)
+            ]
+        )
+        self.norm_f: nn.Module = (
+            nn.LayerNorm(d, eps=LN_EPS) if rung.arch == "transformer" else nn.RMSNorm(d, eps=RMS_EPS)
+        )
         self.head = nn.Linear(d, 3 * k)
 
     @property
     def backend(self) -> str:
-        """ "mamba_ssm" or "torch": what the mixers run on their current device."""
-        return str(getattr(self.layers[0].mixer, "backend", "torch")) if len(self.layers) else "torch"
+        """ "mamba_ssm" or "torch": what the mixers run on; "sdpa" for the transformer (torch's fused
+        attention kernels on every device)."""
+        if self.rung.arch == "transformer":
+            return "sdpa"
+        mixer = getattr(self.layers[0], "mixer", None) if len(self.layers) else None
+        return str(getattr(mixer, "backend", "torch"))
 
     def block_outputs(self, feats_BLF: torch.Tensor) -> list[torch.Tensor]:
         """Residual-branch outputs z_1 … z_n (SPEC §8 adapter features), each (B, L, D)."""

@@ -65,6 +65,8 @@ class Rung:
     @property
     def tag(self) -> str:
         """Explicit tuple name, e.g. ``mamba2-d1536-L12-s96`` (SPEC §6.5)."""
+        if self.arch == "transformer":
+            return f"transformer-d{self.d_model}-L{self.n_layers}-h{self.n_heads}"
         return f"{self.arch}-d{self.d_model}-L{self.n_layers}-s{self.d_state}"
 
 
@@ -76,6 +78,11 @@ def _paper_mamba2(name: str, d: int, gpus: int, paper: str) -> Rung:
 def _talk_transformer(name: str, d: int, layers: int, heads: int) -> Rung:
     # SPEC §6.2 ([T1]): PointGPT-type ladder; heads = those of the B stack.
     return Rung(name, "transformer", d, layers, n_heads=heads, paper_name=f"talk {name}")
+
+
+def _tiny_transformer(name: str, d: int, heads: int) -> Rung:
+    # CPU transformer rungs matched in N to q1–q4 (within 3.5 %; tests/test_transformer.py).
+    return Rung(name, "transformer", d, 2, n_heads=heads, paper_name="cpu")
 
 
 def _tiny(name: str, d: int, layers: int) -> Rung:
@@ -108,6 +115,10 @@ RUNGS: dict[str, Rung] = {
         _tiny("q2", 32, 2),
         _tiny("q3", 64, 2),
         _tiny("q4", 128, 2),
+        _tiny_transformer("tq1", 14, 2),
+        _tiny_transformer("tq2", 25, 5),
+        _tiny_transformer("tq3", 48, 4),
+        _tiny_transformer("tq4", 94, 2),
     )
 }
 
@@ -156,8 +167,9 @@ def n_params(r: Rung) -> int:
 
 
 def head_params(r: Rung, k: int = 30) -> int:
-    """Final norm (d) + linear head d → 3k with bias (k = 30 → 90 outputs)."""
-    return r.d_model + 3 * k * r.d_model + 3 * k
+    """Final norm (RMSNorm d; the transformer's LayerNorm 2d) + linear head d → 3k with bias."""
+    norm = 2 * r.d_model if r.arch == "transformer" else r.d_model
+    return norm + 3 * k * r.d_model + 3 * k
 
 
 def n_params_total(r: Rung, k: int = 30) -> int:
@@ -179,8 +191,10 @@ def flops_per_token(r: Rung, seq_len: float = 840.0) -> float:
     """Training FLOPs per token (forward + backward), SPEC §7.6.
 
     Mamba2: 6·P_layer + 3·SSD per layer; Mamba1: 6·P_layer + 27·Di·N; transformer: 6·P_layer +
-    6·L·d attention (Kaplan, context = ``seq_len``). Plus the head (6·90·d) and the frozen embedding
-    (2·64·d, forward only).
+    6·L·d attention: causal QKᵀ and AV over an average context of L/2 (2 · 2·d·L/2 forward, ×3 with
+    the backward; Kaplan's 2·n_ctx·d forward term), L = ``seq_len``. A dense FLOP counter sees twice
+    that (it counts the masked half of L²); ``tests/test_transformer.py`` checks both. Plus the head
+    (6·90·d) and the frozen embedding (2·64·d, forward only).
     """
     p = block_params(r)
     if r.arch == "mamba2":
