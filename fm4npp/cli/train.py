@@ -4,7 +4,9 @@
     fm4npp-sweep train --study results/<study> --cell <cell>   # the config ``submit`` wrote
 
 SIGTERM and SIGUSR2 (SLURM's pre-time-limit signal) ask the loop to checkpoint at the next step
-boundary and exit with status 75 (EX_TEMPFAIL: run the same command again to resume).
+boundary and exit with status 75 (EX_TEMPFAIL: run the same command again to resume). A cell trained
+here ends with its run record (``summary.json``, ``evaluated: false``): downstream evaluation is
+``fm4npp-sweep evaluate``'s.
 """
 
 from __future__ import annotations
@@ -60,7 +62,12 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError(f"train: --max-steps must be > 0, got {args.max_steps}")
     run_dir = Path(args.run_dir) if args.run_dir else config.parent
 
-    from fm4npp.train.pretrain import Interrupted, pretrain, read_run_config
+    import time
+
+    from fm4npp.errors import Interrupted
+    from fm4npp.store.record import RunRecord
+    from fm4npp.store.rundir import RunDir
+    from fm4npp.train.pretrain import pretrain, read_run_config
 
     stop = {"requested": False}
 
@@ -70,15 +77,16 @@ def _train(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, getattr(signal, "SIGUSR2", None)):
         if sig is not None:
             signal.signal(sig, request_stop)
+    cfg = read_run_config(config)
+    started = time.monotonic()
     try:
-        pretrain(
-            read_run_config(config),
-            run_dir,
-            should_stop=lambda: stop["requested"],
-            max_steps=args.max_steps,
+        result = pretrain(
+            cfg, run_dir, should_stop=lambda: stop["requested"], max_steps=args.max_steps
         )
     except Interrupted as stopped:
         print(f"fm4npp-sweep: {stopped}")
         return EXIT_RESUMABLE
-    print(run_dir / "summary.json")
+    rd = RunDir(run_dir)
+    rd.write_record(RunRecord.final(cfg, result, "done", None, wall_time_s=time.monotonic() - started))
+    print(rd.summary_file)
     return 0
