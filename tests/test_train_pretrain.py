@@ -214,27 +214,18 @@ def test_cli_train_runs_a_cell_from_its_study_directory(
     run_dir = tmp_path / "study" / "runs" / "cell0"
     run_dir.mkdir(parents=True)
     RunDir(run_dir).write_config(_cfg(data_dir))  # what `submit` writes
-    assert (
-        main(
-            [
-                "train",
-                "--study",
-                str(tmp_path / "study"),
-                "--cell",
-                "cell0",
-                "--max-steps",
-                "2",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    argv = ["train", str(tmp_path / "study"), "--cell", "cell0", "--max-steps", "2", "--device", "cpu"]
+    assert main(argv) == 0
     assert capsys.readouterr().out.strip().endswith(str(run_dir / "summary.json"))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 2
     assert summary["truncated"] is True
-    assert main(["train", "--study", str(tmp_path / "study")]) == 2  # ConfigError: --cell missing
+    assert summary["status"] == "done" and summary["evaluated"] is False  # the final run record
+    assert RunDir(run_dir).read_record() is not None
+    assert main(["train", str(tmp_path / "study")]) == 2  # ConfigError: --cell missing
+    # the deprecated spelling still works for one release, with a note on stderr
+    assert main(["train", "--study", str(tmp_path / "study")]) == 2
+    assert "--study is deprecated" in capsys.readouterr().err
 
 
 def _free_port() -> int:
