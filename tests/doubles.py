@@ -40,8 +40,9 @@ class StandinOptions:
 def standin_cell(**options: Any) -> CellFunctions:
     """What a job runs with the stand-in: no data preparation, no evaluation (options: StandinOptions)."""
     opts = StandinOptions(**options)
-    return CellFunctions(pretrain=partial(standin_pretrain, options=opts), evaluate=no_evaluation,
-                         needs_data=False)  # fmt: skip
+    return CellFunctions(
+        pretrain=partial(standin_pretrain, options=opts), evaluate=no_evaluation, needs_data=False
+    )
 
 
 def no_evaluation(cfg: RunConfig, run_dir: Path) -> None:

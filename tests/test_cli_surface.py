@@ -29,7 +29,11 @@ def _describe(action: argparse.Action) -> str:
         parts.append("required")
     if isinstance(action, argparse._AppendAction):
         parts.append("repeatable")
-    elif action.default is not None and action.default is not False and action.default != argparse.SUPPRESS:
+    elif (
+        action.default is not None
+        and action.default is not False
+        and action.default != argparse.SUPPRESS
+    ):
         parts.append(f"default={action.default}")
     if action.help == argparse.SUPPRESS:
         parts.append("hidden")
@@ -58,6 +62,19 @@ def test_no_new_cli_options(golden: Callable[[str, str], None]) -> None:
 def test_every_command_is_listed_once() -> None:
     commands = [line for line in surface().splitlines() if not line.startswith(" ")]
     assert len(commands) == len(set(commands))
-    for expected in ("plan", "submit", "status", "cancel", "logs", "fit-laws", "report", "evaluate",
-                     "train", "quickstart", "score-tracks", "data", "data generate"):  # fmt: skip
+    for expected in (
+        "plan",
+        "submit",
+        "status",
+        "cancel",
+        "logs",
+        "fit-laws",
+        "report",
+        "evaluate",
+        "train",
+        "quickstart",
+        "score-tracks",
+        "data",
+        "data generate",
+    ):
         assert expected in commands

@@ -84,8 +84,11 @@ def test_only_workflow_and_cli_import_analysis() -> None:
         own = path.relative_to(REPO / "fm4npp").parts[0].removesuffix(".py")
         if LAYERS.get(own, 0) >= ANALYSIS_FROM:
             continue
-        offenders += [f"{path.relative_to(REPO)} imports {n}" for n in _imports(path)
-                      if n == "analysis" or n.startswith("analysis.")]  # fmt: skip
+        offenders += [
+            f"{path.relative_to(REPO)} imports {n}"
+            for n in _imports(path)
+            if n == "analysis" or n.startswith("analysis.")
+        ]
     assert not offenders, offenders
 
 

@@ -14,21 +14,29 @@ from fm4npp.store.rundir import RunDir
 
 
 def cfg() -> RunConfig:
-    return RunConfig(study="s", cell_id="q1-qd1-s0-x", model="q1", dataset="qd1", n_events=250, seed=3,
-                     data_dir="data")  # fmt: skip
+    return RunConfig(
+        study="s",
+        cell_id="q1-qd1-s0-x",
+        model="q1",
+        dataset="qd1",
+        n_events=250,
+        seed=3,
+        data_dir="data",
+    )
 
 
 def test_final_record_merges_trainer_and_round_trips(tmp_path: Path) -> None:
     trainer = {"final_val_loss": 1.5, "hits_seen": 10, "wall_time_s": 7.0, "git_commit": "abc"}
-    rec = RunRecord.final(cfg(), trainer, "done", None, wall_time_s=9.0, attempt=2, job_id="j",
-                          evaluation={"ari": 0.5})  # fmt: skip
+    rec = RunRecord.final(
+        cfg(), trainer, "done", None, wall_time_s=9.0, attempt=2, job_id="j", evaluation={"ari": 0.5}
+    )
     assert rec.wall_time_s == 7.0  # the trainer's wall time wins over the job's
     assert rec.evaluated is True
     assert rec.metric("final_val_loss") == 1.5
     assert rec.metric("git_commit") is None
     doc = rec.to_json()
     assert doc["schema_version"] == SCHEMA_VERSION
-    assert doc["seed"] == 3 and doc["hits_seen"] == 10 and doc["eval"] == {"ari": 0.5}
+    assert (doc["seed"], doc["hits_seen"], doc["eval"]) == (3, 10, {"ari": 0.5})
     rd = RunDir(tmp_path / "run")
     rd.ensure()
     rd.write_record(rec)
@@ -55,7 +63,7 @@ def test_legacy_record_without_version_reads() -> None:
     ],
 )
 def test_invalid_records_name_file_and_key(doc: object, needle: str) -> None:
-    with pytest.raises(StoreError, match="summary.json") as err:
+    with pytest.raises(StoreError, match=r"summary\.json") as err:
         RunRecord.from_json(doc, "runs/c/summary.json")
     assert needle in str(err.value)
 

@@ -18,8 +18,15 @@ from fm4npp.sweep.scheduler import _parse, expand_job_id, parse_duration_s
 
 
 def cfg() -> RunConfig:
-    return RunConfig(study="s", cell_id="q1-qd1-s0-x", model="q1", dataset="qd1", n_events=250, seed=0,
-                     data_dir="data")  # fmt: skip
+    return RunConfig(
+        study="s",
+        cell_id="q1-qd1-s0-x",
+        model="q1",
+        dataset="qd1",
+        n_events=250,
+        seed=0,
+        data_dir="data",
+    )
 
 
 def test_durations_and_array_ids() -> None:

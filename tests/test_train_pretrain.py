@@ -220,7 +220,7 @@ def test_cli_train_runs_a_cell_from_its_study_directory(
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 2
     assert summary["truncated"] is True
-    assert summary["status"] == "done" and summary["evaluated"] is False  # the final run record
+    assert (summary["status"], summary["evaluated"]) == ("done", False)  # the final run record
     assert RunDir(run_dir).read_record() is not None
     assert main(["train", str(tmp_path / "study")]) == 2  # ConfigError: --cell missing
     # the deprecated spelling still works for one release, with a note on stderr

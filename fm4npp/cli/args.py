@@ -41,11 +41,13 @@ def add_study(
     )
     if deprecated_flag:
         p.add_argument("--study", dest="study_flag", type=Path, help=argparse.SUPPRESS)
+    else:
+        p.set_defaults(study_flag=None)
 
 
 def optional_study_dir(args: argparse.Namespace, command: str) -> Path | None:
     """STUDY_DIR of a subcommand registered with :func:`add_study` (the deprecated flag folded in)."""
-    flag = getattr(args, "study_flag", None)
+    flag = args.study_flag
     if flag is None:
         return args.study_dir  # type: ignore[no-any-return]
     if args.study_dir is not None:

@@ -42,9 +42,14 @@ def _generate(args: argparse.Namespace) -> int:
 
     gun = GunConfig(multiplicity=parse_multiplicity(args.gun_multiplicity)) if args.gun else None
     shard_set = generate_dataset(
-        args.out, args.events, args.seed, workers=args.workers, gun=gun,
-        progress=not args.no_progress, tune=args.tune,
-    )  # fmt: skip
+        args.out,
+        args.events,
+        args.seed,
+        workers=args.workers,
+        gun=gun,
+        progress=not args.no_progress,
+        tune=args.tune,
+    )
     print(f"wrote {len(shard_set)} events to {args.out}")
     return 0
 

@@ -102,8 +102,18 @@ def plan_table(plan: Plan) -> Table:
         for c in plan.cells
     ]
     budget = plan.spec.budget.max_node_hours
-    footer = ["total", f"{len(rows)} cells", "", "", "", f"{plan.total_flops:.3g}", "", "",
-              f"{plan.total_node_hours:.4g}", f"budget {budget:g}" if budget else "no budget"]  # fmt: skip
+    footer = [
+        "total",
+        f"{len(rows)} cells",
+        "",
+        "",
+        "",
+        f"{plan.total_flops:.3g}",
+        "",
+        "",
+        f"{plan.total_node_hours:.4g}",
+        f"budget {budget:g}" if budget else "no budget",
+    ]
     title = f"{plan.spec.study}: {plan.cluster.name}/{plan.qos} ({plan.cells[0].cost.cost_source})"
     return table(title, cols, rows, footer)
 
@@ -130,15 +140,17 @@ def status_table(statuses: Sequence[CellStatus], title: str) -> Table:
     rows = []
     for s in statuses:
         style = STATE_STYLE.get(s.state, "")
-        rows.append([
-            s.cell_id,
-            f"[{style}]{s.state}[/]" if style else str(s.state),
-            str(s.attempts),
-            elapsed(s.elapsed_s),
-            f"{s.last_loss:.4g}" if s.last_loss is not None else "–",
-            s.job_id or "–",
-            s.reason,
-        ])  # fmt: skip
+        rows.append(
+            [
+                s.cell_id,
+                f"[{style}]{s.state}[/]" if style else str(s.state),
+                str(s.attempts),
+                elapsed(s.elapsed_s),
+                f"{s.last_loss:.4g}" if s.last_loss is not None else "–",
+                s.job_id or "–",
+                s.reason,
+            ]
+        )
     return table(title, cols, rows, left=("state", "job", "reason"))
 
 

@@ -76,15 +76,12 @@ def _train(args: argparse.Namespace) -> int:
     def request_stop(signum: int, frame: object) -> None:
         stop["requested"] = True
 
-    for sig in (signal.SIGTERM, getattr(signal, "SIGUSR2", None)):
-        if sig is not None:
-            signal.signal(sig, request_stop)
+    for sig in (signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(sig, request_stop)
     cfg = read_run_config(config)
     started = time.monotonic()
     try:
-        result = pretrain(
-            cfg, run_dir, should_stop=lambda: stop["requested"], max_steps=args.max_steps
-        )
+        result = pretrain(cfg, run_dir, should_stop=lambda: stop["requested"], max_steps=args.max_steps)
     except Interrupted as stopped:
         print(f"fm4npp-sweep: {stopped}")
         return EXIT_RESUMABLE

@@ -223,7 +223,9 @@ class CellJob:
         try:
             if self.pretrain_result is None:
                 sig.phase = "pretrain"
-                self.pretrain_result = self.cell_fns.pretrain(self.cfg, rd.path, should_stop=sig.should_stop)
+                self.pretrain_result = self.cell_fns.pretrain(
+                    self.cfg, rd.path, should_stop=sig.should_stop
+                )
             if rank != 0:
                 return None
             sig.phase = "evaluate"

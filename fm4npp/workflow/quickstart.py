@@ -65,8 +65,10 @@ def run_quickstart(
     result = QuickstartResult(plan.study_dir)
     with _stage(result, "plan", say):
         check_budget(plan)
-        say(f"   {record_plan(plan).describe()}; {len(plan.cells)} cells, "
-            f"{plan.total_node_hours:.3g} machine-hours planned")  # fmt: skip
+        say(
+            f"   {record_plan(plan).describe()}; {len(plan.cells)} cells, "
+            f"{plan.total_node_hours:.3g} machine-hours planned"
+        )
     with _stage(result, "data", say):
         prepared = ensure_dataset(plan)
         say(f"   {prepared.n_events_total} events in {plan.cells[0].run.data_dir}")
