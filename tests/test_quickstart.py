@@ -62,7 +62,7 @@ def test_quickstart_chain_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["fit-laws", str(study), "--bootstrap", "50", "--json"]) == 0
     capsys.readouterr()
     con = duckdb.connect(str(study / "catalog.duckdb"), read_only=True)
-    rows = con.execute("SELECT settings, result FROM fits ORDER BY created_at").fetchall()
+    rows = con.execute("SELECT settings_json, result_json FROM fits ORDER BY created_at").fetchall()
     con.close()
     (quick_settings, quick_result), (cli_settings, cli_result) = rows[-2:]
     assert json.loads(quick_settings) == json.loads(cli_settings)
