@@ -2,9 +2,11 @@
 
 A :class:`RunRecord` is written once per run, last, by whoever finishes the run (the job after
 evaluation, ``fm4npp-sweep train`` after pretraining); its presence means the run ended, its
-``status`` says how. The trainer's own result (losses, D, C, provenance) is the ``pretrain.json``
-record (:meth:`RunRecord.training`), which the final record carries in :attr:`RunRecord.training`.
-On disk the record is one flat JSON object (the catalog's ``runs`` view reads it with DuckDB).
+``status`` says how. The trainer's own result (losses, D, C, provenance) is ``pretrain.json``, a
+plain JSON object written when pretraining ends; the final record carries its keys in
+:attr:`RunRecord.training`. On disk the record is one flat JSON object (the catalog's ``runs`` view
+reads it with DuckDB; ``finished_cells`` its columns). ``SCHEMA_VERSION`` changes when a typed key's
+meaning does.
 """
 
 from __future__ import annotations
