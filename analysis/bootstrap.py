@@ -29,13 +29,13 @@ from numpy.typing import NDArray
 from scipy.stats import t as student_t
 
 from analysis.blas import single_blas_thread
+from analysis.choices import SCHEMES
 from analysis.derived import quantity
 from analysis.fit import FitResult, polish
 from analysis.objective import robust_scale_factors
 from analysis.vp import vp_grid
 
 Array = NDArray[np.float64]
-SCHEMES = ("auto", "cell", "cell_seed", "wild")
 WILD_MIN_CELLS = 15  # §3.1: below ~15 configurations the wild cluster bootstrap is offered
 # Webb (2014) six-point weights: mean 0, variance 1, and 6 values so that 6^G distinct draws exist.
 WEBB = np.array([-np.sqrt(1.5), -1.0, -np.sqrt(0.5), np.sqrt(0.5), 1.0, np.sqrt(1.5)])

@@ -326,10 +326,8 @@ def write_report(study_dir: Path, out: Path | None = None, **kwargs: Any) -> Pat
     study = Path(study_dir)
     if not study.is_dir():
         raise StoreError(f"{study}: no such study directory")
-    try:
-        from fm4npp.store import catalog
-    except ImportError as err:  # pragma: no cover - until the store lands
-        raise StoreError(f"{study}: the catalog module is not available ({err})") from err
+    from fm4npp.store import catalog
+
     cells = catalog.finished_cells(study)
     curves = catalog.loss_curves(study)
     evals = catalog.eval_metrics(study)

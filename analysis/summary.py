@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from analysis.choices import ALL_FORMS
 from analysis.fit import fit_law
 from analysis.inputs import FitData
 
-ALL_FORMS = ("chinchilla", "kaplan_n", "kaplan_d", "frontier")
+__all__ = ["ALL_FORMS", "format_summary", "summarise"]  # ALL_FORMS: analysis.choices, re-exported
 
 
 def summarise(

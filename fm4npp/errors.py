@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class FM4NPPError(Exception):
@@ -52,6 +53,16 @@ class FitError(FM4NPPError):
     """A scaling-law fit cannot be attempted on the given data (exit 8)."""
 
     exit_code = 8
+
+
+class Interrupted(Exception):
+    """A training function was asked to stop (``should_stop()`` turned True): it wrote a checkpoint (and
+    the pending metrics) at ``step`` first, so calling it again resumes there. Not a user error: the job
+    requeues itself on it, ``fm4npp-sweep train`` exits with status 75."""
+
+    def __init__(self, step: int, checkpoint: Path, *, when: str | None = None) -> None:
+        super().__init__(f"stopped {when or f'at step {step}'}; resume from {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
 
 
 def did_you_mean(word: str, allowed: Iterable[str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,15 @@ pytest_plugins = ("conftest_golden",)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Job processes (submitit's local executor, SLURM with --export=ALL) unpickle test doubles by
+    reference (``doubles.standin_pretrain``): put ``tests/`` on their import path."""
+    tests = str(Path(__file__).resolve().parent)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if tests not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests, *paths) if p)
 
 
 def _cuda_available() -> bool:

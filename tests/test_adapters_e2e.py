@@ -122,11 +122,11 @@ def test_cli_evaluate_cell_and_errors(
     from fm4npp.cli.main import main
 
     root, cfg = study
-    assert main(["evaluate", "--study", str(root), "--cell", cfg.cell_id]) == 0
+    assert main(["evaluate", str(root), "--cell", cfg.cell_id]) == 0
     out = capsys.readouterr().out
     assert "tracking.ari" in out
     assert "eval_rows" in out
-    assert main(["evaluate", "--study", str(root), "--cell", "nope"]) == StoreError.exit_code
+    assert main(["evaluate", str(root), "--cell", "nope"]) == StoreError.exit_code
     assert "no such run directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # --cell and --baselines are exclusive
-        main(["evaluate", "--study", str(root), "--cell", "x", "--baselines"])
+        main(["evaluate", str(root), "--cell", "x", "--baselines"])

@@ -67,8 +67,29 @@ LAYERS = {
     "train": 2,
     "eval": 2,
     "sweep": 3,
-    "cli": 4,
+    "workflow": 4,
+    "cli": 5,
 }
+ANALYSIS_FROM = 4  # `analysis` sits beside L3: only workflow (L4) and cli (L5) may import it
+
+
+def test_layers_cover_every_package() -> None:
+    packages = {p.name for p in (REPO / "fm4npp").iterdir() if (p / "__init__.py").is_file()}
+    assert packages <= set(LAYERS), f"packages without a layer: {sorted(packages - set(LAYERS))}"
+
+
+def test_only_workflow_and_cli_import_analysis() -> None:
+    offenders = []
+    for path in (REPO / "fm4npp").rglob("*.py"):
+        own = path.relative_to(REPO / "fm4npp").parts[0].removesuffix(".py")
+        if LAYERS.get(own, 0) >= ANALYSIS_FROM:
+            continue
+        offenders += [
+            f"{path.relative_to(REPO)} imports {n}"
+            for n in _imports(path)
+            if n == "analysis" or n.startswith("analysis.")
+        ]
+    assert not offenders, offenders
 
 
 def test_fm4npp_layers_import_downward() -> None:

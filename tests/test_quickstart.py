@@ -58,6 +58,16 @@ def test_quickstart_chain_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         "hough",
         "random_embedding",
     }
+    # one fit-and-save: `fit-laws` with the same bootstrap stores the same settings and the same fit
+    assert main(["fit-laws", str(study), "--bootstrap", "50", "--json"]) == 0
+    capsys.readouterr()
+    con = duckdb.connect(str(study / "catalog.duckdb"), read_only=True)
+    rows = con.execute("SELECT settings_json, result_json FROM fits ORDER BY created_at").fetchall()
+    con.close()
+    (quick_settings, quick_result), (cli_settings, cli_result) = rows[-2:]
+    assert json.loads(quick_settings) == json.loads(cli_settings)
+    assert {"loss", "d_unit", "bootstrap_scheme"} <= set(json.loads(quick_settings))
+    assert json.loads(quick_result)["params"] == json.loads(cli_result)["params"]
     timings = json.loads((study / "quickstart_timings.json").read_text())
     assert set(timings) == {"plan", "data", "train+evaluate", "baselines", "fit-laws", "report"}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from doubles import standin_cell
 
 from fm4npp.errors import SubmitError
 from fm4npp.store import catalog
@@ -78,7 +79,8 @@ def finished(plan: Plan) -> bool:
 
 def test_array_completes_failing_cell_fails_alone_and_refusals_leave_catalog(tmp_path: Path) -> None:
     plan = make_plan(tmp_path, ["q1", "q2", "q3"])
-    report = submit_plan(plan, cell_fn="standin?steps=5&step_s=0.1&fail_models=q2", wait=False)
+    fns = standin_cell(steps=5, step_s=0.1, fail_models=("q2",))
+    report = submit_plan(plan, cell_fns=fns, wait=False)
     subs = catalog.submissions(plan.study_dir)
     assert len(subs) == 3
     assert subs["array_job_id"].nunique() == 1
@@ -95,14 +97,14 @@ def test_array_completes_failing_cell_fails_alone_and_refusals_leave_catalog(tmp
         {"qos": {"nosuchq": {"max_wall_min": 10}}, "default_qos": "nosuchq"},
     )
     with pytest.raises(SubmitError, match="Invalid qos"):
-        submit_plan(bad, cell_fn="standin", retry_failed=True, wait=False)
+        submit_plan(bad, cell_fns=standin_cell(), retry_failed=True, wait=False)
     assert len(catalog.submissions(plan.study_dir)) == 3
 
 
 def test_bad_account_is_refused_and_nothing_recorded(tmp_path: Path) -> None:
     plan = make_plan(tmp_path, ["q1"])
     with pytest.raises(SubmitError, match="Invalid account") as err:
-        submit_plan(plan, cell_fn="standin", account="nosuch", wait=False)
+        submit_plan(plan, cell_fns=standin_cell(), account="nosuch", wait=False)
     assert "\n" not in str(err.value)
     assert "nosuch" in str(err.value)
     assert not catalog.catalog_path(plan.study_dir).exists()
@@ -112,7 +114,7 @@ def test_cancel(tmp_path: Path) -> None:
     from fm4npp.sweep.status import cancel
 
     plan = make_plan(tmp_path, ["q1"])
-    submit_plan(plan, cell_fn="standin?steps=300&step_s=0.2", wait=False)
+    submit_plan(plan, cell_fns=standin_cell(steps=300, step_s=0.2), wait=False)
     wait_for(lambda: states(plan)["q1"] == "running", 60, "the job to start")
     assert [s.cell_id for s in cancel(plan.study_dir)] == [c.cell_id for c in plan.cells]
     wait_for(lambda: states(plan)["q1"] == "failed", 60, "the cancel")
@@ -123,9 +125,9 @@ def _assert_resumed(plan: Plan, steps: int) -> None:
     st = study_status(plan.study_dir)[0]
     assert st.state == "done", st
     assert st.attempts >= 2, st
-    summary = catalog.run_dir(plan.study_dir, st.cell_id).read_summary()
+    summary = catalog.run_dir(plan.study_dir, st.cell_id).read_record()
     assert summary is not None
-    assert summary["resumed_from_step"] > 0
+    assert summary.training["resumed_from_step"] > 0
     curve = catalog.loss_curves(plan.study_dir)["step"].tolist()
     assert curve == list(range(1, steps + 1))  # nothing lost, nothing logged twice
 
@@ -133,7 +135,7 @@ def _assert_resumed(plan: Plan, steps: int) -> None:
 def test_time_limit_checkpoints_requeues_and_finishes(tmp_path: Path) -> None:
     # a 1-minute QOS limit and a cell of ~40 s of steps: SIGUSR2 at ~30 s before the limit
     plan = make_plan(tmp_path, ["q1"], {"qos": {"debug": {"max_wall_min": 1}}, "default_qos": "debug"})
-    submit_plan(plan, cell_fn="standin?steps=40&step_s=1&checkpoint_every=2", wait=False)
+    submit_plan(plan, cell_fns=standin_cell(steps=40, step_s=1, checkpoint_every=2), wait=False)
     wait_for(lambda: finished(plan), 240, "time-limit requeues")
     _assert_resumed(plan, 40)
 
@@ -145,7 +147,7 @@ def test_preemption_requeues_and_finishes(tmp_path: Path, monkeypatch: pytest.Mo
         ["q1"],
         {"qos": {"preempt": {"max_wall_min": 10, "preemptible": True}}, "default_qos": "preempt"},
     )
-    submit_plan(plan, cell_fn="standin?steps=20&step_s=0.5&checkpoint_every=2", wait=False)
+    submit_plan(plan, cell_fns=standin_cell(steps=20, step_s=0.5, checkpoint_every=2), wait=False)
     rd = catalog.run_dir(plan.study_dir, plan.cells[0].cell_id)
     wait_for(lambda: len(list(rd.metrics.glob("part-*.parquet"))) >= 2, 90, "the victim to train")
     # a premium job that needs the whole node (both cores, all 4 GPUs) preempts the victim

@@ -6,19 +6,27 @@ import time
 from pathlib import Path
 
 import pytest
+from doubles import standin_cell
 
 from fm4npp.config import RunConfig
-from fm4npp.errors import ConfigError
+from fm4npp.errors import Interrupted
+from fm4npp.store.record import CellState, RunRecord
 from fm4npp.store.rundir import RunDir
 from fm4npp.sweep import job as jobmod
-from fm4npp.sweep import standin
-from fm4npp.sweep.job import CellJob, _Signals, check_cell_fn
+from fm4npp.sweep.job import CellJob, _Signals
 from fm4npp.sweep.scheduler import _parse, expand_job_id, parse_duration_s
 
 
 def cfg() -> RunConfig:
-    return RunConfig(study="s", cell_id="q1-qd1-s0-x", model="q1", dataset="qd1", n_events=250, seed=0,
-                     data_dir="data")  # fmt: skip
+    return RunConfig(
+        study="s",
+        cell_id="q1-qd1-s0-x",
+        model="q1",
+        dataset="qd1",
+        n_events=250,
+        seed=0,
+        data_dir="data",
+    )
 
 
 def test_durations_and_array_ids() -> None:
@@ -56,12 +64,15 @@ def test_early_signal_tolerance(
 
 def test_job_runs_in_process_and_checkpoint_requeues_itself(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "c"
-    job = CellJob(cfg=cfg(), run_dir=str(run), cell_fn="standin?steps=4&step_s=0")
-    summary = job()
-    assert summary["status"] == "done"
-    assert summary["evaluated"] is False
-    assert RunDir(run).read_summary() == summary
-    assert job() == summary  # finished: returns at once
+    job = CellJob(cfg=cfg(), run_dir=str(run), cell_fns=standin_cell(steps=4, step_s=0))
+    record = job()
+    assert isinstance(record, RunRecord)
+    assert record.status == "done"
+    assert record.evaluated is False
+    assert record.training["steps"] == 4
+    assert RunDir(run).read_record() == record
+    assert RunDir(run).phase() is CellState.DONE
+    assert job() == record  # finished: returns at once
     delayed = job.checkpoint()
     nxt = delayed.function
     assert isinstance(nxt, CellJob)
@@ -73,16 +84,9 @@ def test_interrupted_outside_submitit_propagates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(jobmod._Signals, "should_stop", lambda self: True)
-    job = CellJob(cfg=cfg(), run_dir=str(tmp_path / "c"), cell_fn="standin?steps=4&step_s=0")
-    with pytest.raises(standin.Interrupted):
+    job = CellJob(cfg=cfg(), run_dir=str(tmp_path / "c"), cell_fns=standin_cell(steps=4, step_s=0))
+    with pytest.raises(Interrupted):
         job()
     assert RunDir(tmp_path / "c").last_checkpoint.is_file()
-    assert RunDir(tmp_path / "c").read_summary() is None
-
-
-def test_cell_function_specs() -> None:
-    check_cell_fn("standin?steps=3")
-    with pytest.raises(ConfigError, match="unknown stand-in option 'stpes'"):
-        check_cell_fn("standin?stpes=3")
-    with pytest.raises(ConfigError, match="allowed: pretrain, standin"):
-        check_cell_fn("pretrian")
+    assert RunDir(tmp_path / "c").read_record() is None
+    assert RunDir(tmp_path / "c").phase() is CellState.PLANNED

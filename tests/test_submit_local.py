@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from doubles import standin_cell
 
 from fm4npp.cli.main import main
 from fm4npp.store import catalog
+from fm4npp.sweep import submit
 from fm4npp.sweep.plan import plan_file
+from fm4npp.sweep.scheduler import local_pid
 from fm4npp.sweep.status import study_status
 from fm4npp.sweep.submit import submit_plan
 
-FAST = "standin?steps=6&step_s=0.01&checkpoint_every=2"
+FAST = {"steps": 6, "step_s": 0.01, "checkpoint_every": 2}
 
 
 def write_sweep(tmp_path: Path, models: list[str], study: str = "s", **extra: object) -> Path:
@@ -51,7 +54,11 @@ def test_array_runs_to_completion_and_reaches_catalog(tmp_path: Path) -> None:
     plan = plan_file(write_sweep(tmp_path, ["q1", "q2", "q3"]))
     seen: list[int] = []
     report = submit_plan(
-        plan, cell_fn=FAST, max_parallel=2, wait=True, on_update=lambda s: seen.append(len(s))
+        plan,
+        cell_fns=standin_cell(**FAST),
+        max_parallel=2,
+        wait=True,
+        on_update=lambda s: seen.append(len(s)),
     )
     assert len(report.submitted) == 3
     assert seen
@@ -59,7 +66,7 @@ def test_array_runs_to_completion_and_reaches_catalog(tmp_path: Path) -> None:
     subs = catalog.submissions(plan.study_dir)
     assert sorted(subs["cell_id"]) == sorted(c.cell_id for c in plan.cells)
     assert set(subs["attempt"]) == {1}
-    assert all(subs["job_id"].str.startswith("local-"))
+    assert all(local_pid(j) is not None for j in subs["job_id"])
     curves = catalog.loss_curves(plan.study_dir)
     assert len(curves) == 3 * 6
     assert not curves.duplicated(["cell_id", "step"]).any()
@@ -67,11 +74,11 @@ def test_array_runs_to_completion_and_reaches_catalog(tmp_path: Path) -> None:
         rd = catalog.run_dir(plan.study_dir, cell.cell_id)
         assert rd.config_file.is_file()
         assert rd.read_config() == cell.run
-        assert rd.read_summary()["status"] == "done"  # type: ignore[index]
+        assert rd.read_record().status == "done"  # type: ignore[union-attr]
         assert list(rd.logs.glob("*.out"))  # per-cell link to submitit's log
 
     # finished cells are skipped
-    again = submit_plan(plan, cell_fn=FAST, wait=True)
+    again = submit_plan(plan, cell_fns=standin_cell(**FAST), wait=True)
     assert not again.submitted
     assert len(again.skipped_done) == 3
     assert len(catalog.submissions(plan.study_dir)) == 3
@@ -79,23 +86,23 @@ def test_array_runs_to_completion_and_reaches_catalog(tmp_path: Path) -> None:
 
 def test_failed_cell_is_retried_only_with_retry_failed(tmp_path: Path) -> None:
     plan = plan_file(write_sweep(tmp_path, ["q1", "q2"]))
-    report = submit_plan(plan, cell_fn=FAST + "&fail_models=q2", wait=True)
+    report = submit_plan(plan, cell_fns=standin_cell(**FAST, fail_models=("q2",)), wait=True)
     assert states(plan.study_dir) == {"q1": "done", "q2": "failed"}
     failed = next(s for s in report.final if s.state == "failed")
     assert "stand-in failure" in failed.reason
 
-    skip = submit_plan(plan, cell_fn=FAST, wait=True)
+    skip = submit_plan(plan, cell_fns=standin_cell(**FAST), wait=True)
     assert not skip.submitted
     assert len(skip.skipped_failed) == 1
 
-    retry = submit_plan(plan, cell_fn=FAST, wait=True, retry_failed=True)
+    retry = submit_plan(plan, cell_fns=standin_cell(**FAST), wait=True, retry_failed=True)
     assert list(retry.submitted) == [failed.cell_id]
     assert states(plan.study_dir) == {"q1": "done", "q2": "done"}
     final = {s.cell_id: s for s in study_status(plan.study_dir)}[failed.cell_id]
     assert final.attempts == 2
-    summary = catalog.run_dir(plan.study_dir, failed.cell_id).read_summary()
+    summary = catalog.run_dir(plan.study_dir, failed.cell_id).read_record()
     assert summary is not None
-    assert summary["resumed_from_step"] == 3
+    assert summary.training["resumed_from_step"] == 3
 
 
 def _worker_pids(controller: int) -> list[int]:
@@ -105,12 +112,13 @@ def _worker_pids(controller: int) -> list[int]:
 
 def test_sigkilled_job_is_failed_and_retry_resumes_without_duplicate_steps(tmp_path: Path) -> None:
     plan = plan_file(write_sweep(tmp_path, ["q1"]))
-    slow = "standin?steps=30&step_s=0.1&checkpoint_every=5"
-    report = submit_plan(plan, cell_fn=slow, wait=False)
+    slow = {"steps": 30, "step_s": 0.1, "checkpoint_every": 5}
+    report = submit_plan(plan, cell_fns=standin_cell(**slow), wait=False)
     cell_id, job = next(iter(report.submitted.items()))
     rd = catalog.run_dir(plan.study_dir, cell_id)
     wait_for(lambda: len(list(rd.metrics.glob("part-*.parquet"))) >= 2)
-    controller = int(job.removeprefix("local-"))
+    controller = local_pid(job)
+    assert controller is not None
     workers = _worker_pids(controller)
     assert workers
     for pid in workers:
@@ -121,12 +129,12 @@ def test_sigkilled_job_is_failed_and_retry_resumes_without_duplicate_steps(tmp_p
     assert st.last_loss is not None
 
     retry = submit_plan(
-        plan, cell_fn=slow.replace("step_s=0.1", "step_s=0.01"), wait=True, retry_failed=True
+        plan, cell_fns=standin_cell(**{**slow, "step_s": 0.01}), wait=True, retry_failed=True
     )
     assert [s.state for s in retry.final] == ["done"]
-    summary = rd.read_summary()
+    summary = rd.read_record()
     assert summary is not None
-    assert summary["resumed_from_step"] >= 10
+    assert summary.training["resumed_from_step"] >= 10
     steps = catalog.loss_curves(plan.study_dir)["step"].tolist()
     assert steps == list(range(1, 31))  # every step once: nothing lost, nothing duplicated
 
@@ -134,7 +142,8 @@ def test_sigkilled_job_is_failed_and_retry_resumes_without_duplicate_steps(tmp_p
 def test_cancel_status_json_and_logs_through_the_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FM4NPP_CELL_FN", "standin?steps=200&step_s=0.1")
+    # the CLI submits the real cell functions: swap in the stand-in for this process
+    monkeypatch.setattr(submit, "REAL_CELL", standin_cell(steps=200, step_s=0.1))
     sweep = write_sweep(tmp_path, ["q1"])
     assert main(["submit", str(sweep), "--no-wait", "--max-parallel", "1"]) == 0
     study = tmp_path / "results" / "s"

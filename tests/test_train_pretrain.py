@@ -102,7 +102,8 @@ def test_pretrain_loss_falls_and_writes_the_run_directory(
     assert summary["device"] == "cpu"
     for key in ("cell_id", "n_params", "n_params_total", "wall_time_s", "backend", "seed", "git_commit"):
         assert key in summary
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "done"
+    assert json.loads((run_dir / "pretrain.json").read_text())["status"] == "done"
+    assert not (run_dir / "summary.json").exists()  # the job writes the final record, after evaluation
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     assert (run_dir / "config.yaml").is_file()
@@ -139,7 +140,7 @@ def test_interrupted_and_resumed_run_matches_the_uninterrupted_one(
     with pytest.raises(Interrupted) as stopped:  # stop between checkpoints (5 and 10)
         pretrain(_cfg(data_dir), run_dir, should_stop=lambda: next(polls) == 7, device="cpu")
     assert stopped.value.step == 7
-    assert not (run_dir / "summary.json").exists()
+    assert not (run_dir / "pretrain.json").exists()
     assert _metrics(run_dir)["step"].tolist() == list(range(1, 8))  # flushed with the stop checkpoint
     summary = pretrain(_cfg(data_dir), run_dir, device="cpu")
     _assert_same_curve(_metrics(ref_dir), _metrics(run_dir))
@@ -213,27 +214,18 @@ def test_cli_train_runs_a_cell_from_its_study_directory(
     run_dir = tmp_path / "study" / "runs" / "cell0"
     run_dir.mkdir(parents=True)
     RunDir(run_dir).write_config(_cfg(data_dir))  # what `submit` writes
-    assert (
-        main(
-            [
-                "train",
-                "--study",
-                str(tmp_path / "study"),
-                "--cell",
-                "cell0",
-                "--max-steps",
-                "2",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    argv = ["train", str(tmp_path / "study"), "--cell", "cell0", "--max-steps", "2", "--device", "cpu"]
+    assert main(argv) == 0
     assert capsys.readouterr().out.strip().endswith(str(run_dir / "summary.json"))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 2
     assert summary["truncated"] is True
-    assert main(["train", "--study", str(tmp_path / "study")]) == 2  # ConfigError: --cell missing
+    assert (summary["status"], summary["evaluated"]) == ("done", False)  # the final run record
+    assert RunDir(run_dir).read_record() is not None
+    assert main(["train", str(tmp_path / "study")]) == 2  # ConfigError: --cell missing
+    # the deprecated spelling still works for one release, with a note on stderr
+    assert main(["train", "--study", str(tmp_path / "study")]) == 2
+    assert "--study is deprecated" in capsys.readouterr().err
 
 
 def _free_port() -> int:

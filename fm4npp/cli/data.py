@@ -42,9 +42,14 @@ def _generate(args: argparse.Namespace) -> int:
 
     gun = GunConfig(multiplicity=parse_multiplicity(args.gun_multiplicity)) if args.gun else None
     shard_set = generate_dataset(
-        args.out, args.events, args.seed, workers=args.workers, gun=gun,
-        progress=not args.no_progress, tune=args.tune,
-    )  # fmt: skip
+        args.out,
+        args.events,
+        args.seed,
+        workers=args.workers,
+        gun=gun,
+        progress=not args.no_progress,
+        tune=args.tune,
+    )
     print(f"wrote {len(shard_set)} events to {args.out}")
     return 0
 
@@ -63,16 +68,9 @@ def _stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=1, default=str))
         return 0
-    for key, value in summary.items():
-        if key == "metadata":
-            continue
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        elif isinstance(value, dict):
-            value = ", ".join(
-                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
-            )
-        print(f"{key:30s} {value}")
+    from fm4npp.cli.render import key_values
+
+    print(key_values({k: v for k, v in summary.items() if k != "metadata"}, width=30))
     return 0
 
 

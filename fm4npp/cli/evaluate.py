@@ -1,5 +1,5 @@
-"""CLI commands: ``score-tracks`` (score a track-finding submission from tables) and, later,
-``evaluate`` (downstream evaluation of trained cells; registered by :func:`_register_evaluate`)."""
+"""CLI commands: ``score-tracks`` (score a track-finding submission from tables) and ``evaluate``
+(downstream evaluation of a trained cell, or of the study's baselines)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import argparse
 import json
 import math
 from typing import Any
+
+from fm4npp.cli.args import add_study, study_dir
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,59 +72,14 @@ def _score_tracks(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: _finite_or_none(v) for k, v in metrics.items()}, allow_nan=False))
         return 0
-    _print_table(metrics)
+    from fm4npp.cli.render import console, score_table
+
+    console().print(score_table(metrics))
     return 0
 
 
-_TABLE_ROWS = (
-    ("ari", "ARI (per-event mean; noise one cluster)"),
-    ("ari_signal", "ARI, signal points only"),
-    ("ari_singleton", "ARI, noise/unassigned as singletons"),
-    ("ari_pooled", "ARI pooled over events"),
-    ("efficiency", "efficiency"),
-    ("efficiency_pt1", "efficiency, pT > 1 GeV"),
-    ("purity", "track purity"),
-    ("fake_rate", "fake rate"),
-    ("duplicate_rate", "duplicate rate"),
-    ("efficiency_geq", "efficiency (≥ 50% matching)"),
-    ("duplicate_rate_geq", "duplicate rate (≥ 50% matching)"),
-    ("hit_efficiency", "hit efficiency"),
-    ("hit_purity", "hit purity"),
-    ("trackml_score", "TrackML score"),
-    ("trackml_score_uniform", "TrackML score, uniform weights"),
-    ("n_events", "events"),
-    ("n_particles", "selected particles"),
-    ("n_tracks", "candidate tracks"),
-)
-
-
-def _print_table(metrics: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        title="score-tracks",
-        caption=(
-            f"particles with ≥ {metrics['min_particle_hits']} hits, tracks with ≥ "
-            f"{metrics['min_track_hits']} hits, strict > 50% double majority unless noted"
-        ),
-    )
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, label in _TABLE_ROWS:
-        value = metrics.get(key)
-        if isinstance(value, int):
-            text = str(value)
-        elif isinstance(value, float):
-            text = "n/a" if not math.isfinite(value) else f"{value:.4f}"
-        else:
-            continue
-        table.add_row(label, text)
-    Console().print(table)
-
-
 # ---------------------------------------------------------------------------------------------------
-# evaluate (owned by the downstream-evaluation issue)
+# evaluate
 
 
 def _register_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -137,9 +94,7 @@ def _register_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser])
             "(adapter-only per model size, random embedding, Hough)."
         ),
     )
-    p.add_argument(
-        "--study", required=True, metavar="STUDY_DIR", help="study directory (results/<study>)"
-    )
+    add_study(p, deprecated_flag=True)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--cell", metavar="CELL_ID", help="evaluate this trained cell")
     which.add_argument("--baselines", action="store_true", help="evaluate the study's baselines")
@@ -148,16 +103,15 @@ def _register_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def _evaluate(args: argparse.Namespace) -> int:
     import logging
-    from pathlib import Path
 
+    study = study_dir(args, "evaluate")
+    from fm4npp.cli.render import key_values
     from fm4npp.train.downstream import evaluate_study_baselines, evaluate_study_cell
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.baselines:
-        names = evaluate_study_baselines(Path(args.study))
-        print(f"baselines written to {Path(args.study) / 'baselines' / 'eval'}: {', '.join(names)}")
+        names = evaluate_study_baselines(study)
+        print(f"baselines written to {study / 'baselines' / 'eval'}: {', '.join(names)}")
         return 0
-    summary = evaluate_study_cell(Path(args.study), args.cell)
-    for key, value in summary.items():
-        print(f"{key:24s} {value:.4f}" if isinstance(value, float) else f"{key:24s} {value}")
+    print(key_values(evaluate_study_cell(study, args.cell), width=24, float_format=".4f"))
     return 0

@@ -7,14 +7,9 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-if TYPE_CHECKING:
-    from fm4npp.store.catalog import PlanDiff
-    from fm4npp.sweep.plan import Plan
-
-
-from fm4npp.cli.render import add_overrides
+from fm4npp.cli.args import add_overrides
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
             with Path(args.csv).open("w", newline="") as fh:
                 _write_csv(fh, rows)
         return 0
-    _print_table(plan, diff)
+    from fm4npp.cli.render import print_plan
+
+    print_plan(plan, diff)
     return 0
 
 
@@ -83,46 +80,3 @@ def _write_csv(fh: TextIO, rows: list[dict[str, object]]) -> None:
     writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-
-
-def _print_table(plan: Plan, diff: PlanDiff | None) -> None:
-    from fm4npp.cli.render import console, hours, si, table
-
-    cols = ["cell", "model", "N", "events", "tokens", "C [FLOP]", "GPUs", "wall", "node-h", "fits QOS"]
-    rows = [
-        [
-            c.cell_id,
-            c.model,
-            si(c.cost.n_params),
-            si(c.cost.events_seen),
-            si(c.cost.n_hits),
-            f"{c.cost.flops:.3g}",
-            str(c.cost.gpus),
-            hours(c.cost.wall_time_h),
-            f"{c.cost.node_hours:.4g}",
-            "yes" if c.cost.fits_qos else f"no ({c.cost.n_slots} slots)",
-        ]
-        for c in plan.cells
-    ]
-    budget = plan.spec.budget.max_node_hours
-    footer = [
-        "total",
-        f"{len(rows)} cells",
-        "",
-        "",
-        "",
-        f"{plan.total_flops:.3g}",
-        "",
-        "",
-        f"{plan.total_node_hours:.4g}",
-        f"budget {budget:g}" if budget else "no budget",
-    ]
-    con = console()
-    title = f"{plan.spec.study}: {plan.cluster.name}/{plan.qos} ({plan.cells[0].cost.cost_source})"
-    con.print(table(title, cols, rows, footer))
-    if plan.over_budget:
-        con.print(f"[yellow]over budget: {plan.total_node_hours:.4g} > {budget:g} node-hours[/]")
-    for c in plan.dropped:
-        con.print(f"dropped to fit the budget: {c.cell_id} ({c.cost.node_hours:.4g} node-hours)")
-    if diff is not None:
-        con.print(f"{diff.describe()}: {plan.study_dir / 'catalog.duckdb'}")

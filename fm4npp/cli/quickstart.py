@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fm4npp.cli.render import add_overrides
+from fm4npp.cli.args import add_overrides
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands to the top-level parser."""
     p = sub.add_parser(
         "quickstart",
         help="run the quickstart study end to end on CPU: events, plan, train, evaluate, fit, report",
@@ -25,10 +26,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fm4npp.cli.submit import _LiveTable
-    from fm4npp.sweep.quickstart import DEFAULT_SWEEP, run_quickstart
+    from fm4npp.cli.render import LiveStatus
+    from fm4npp.workflow.quickstart import DEFAULT_SWEEP, run_quickstart
 
-    live = _LiveTable()
+    live = LiveStatus()
     try:
         result = run_quickstart(
             args.sweep or DEFAULT_SWEEP,

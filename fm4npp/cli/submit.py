@@ -9,19 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-STATE_STYLE = {
-    "done": "green",
-    "running": "cyan",
-    "pending": "yellow",
-    "preempted-requeued": "magenta",
-    "failed": "red",
-    "planned": "dim",
-}
-
-
-from fm4npp.cli.render import add_overrides
+from fm4npp.cli.args import add_overrides, add_study
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,19 +49,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     st = sub.add_parser(
         "status", help="state of every cell of a study (from artefacts and the scheduler)"
     )
-    st.add_argument("study_dir", type=Path, help="results/<study>")
+    add_study(st)
     st.add_argument("--json", action="store_true", help="print JSON rows")
     st.set_defaults(func=_status)
 
     ca = sub.add_parser("cancel", help="cancel a study's pending and running jobs")
-    ca.add_argument("study_dir", type=Path, help="results/<study>")
+    add_study(ca)
     ca.add_argument(
         "--cells", nargs="+", metavar="CELL", help="only these cells (ids or unique prefixes)"
     )
     ca.set_defaults(func=_cancel)
 
     lg = sub.add_parser("logs", help="print the logs of a cell's latest job")
-    lg.add_argument("study_dir", type=Path, help="results/<study>")
+    add_study(lg)
     lg.add_argument("cell", help="cell id (or a unique prefix)")
     lg.add_argument(
         "--tail", type=int, default=0, metavar="N", help="only the last N lines of each file"
@@ -88,7 +77,9 @@ def _submit(args: argparse.Namespace) -> int:
     if not args.sweep.is_file():
         raise ConfigError(f"{args.sweep}: sweep file not found")
     plan = plan_file(args.sweep, args.cluster, args.qos, args.overrides)
-    live = _LiveTable() if args.wait is not False else None
+    from fm4npp.cli.render import LiveStatus
+
+    live = LiveStatus() if args.wait is not False else None
     try:
         report = submit_plan(
             plan,
@@ -120,68 +111,6 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
-class _LiveTable:
-    """A rich Live view of the cells being waited on (started at the first update)."""
-
-    def __init__(self) -> None:
-        self._live: Any = None
-        self._last_counts = ""
-
-    def update(self, statuses: list[Any]) -> None:
-        import sys
-        from collections import Counter
-
-        from rich.live import Live
-
-        if not sys.stdout.isatty():  # batch logs: one plain line whenever the counts change
-            counts = Counter(s.state for s in statuses)
-            line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-            if line != self._last_counts:
-                print(f"   cells: {line}", flush=True)
-                self._last_counts = line
-            return
-        if self._live is None:
-            self._live = Live(
-                _table(statuses, "waiting for the cells"), refresh_per_second=2, transient=False
-            )
-            self._live.start()
-        else:
-            self._live.update(_table(statuses, "waiting for the cells"))
-
-    def stop(self) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-
-
-def _table(statuses: list[Any], title: str) -> Any:
-    from rich.table import Table
-
-    t = Table(title=title, header_style="bold")
-    for col in ("cell", "state", "attempts", "elapsed", "last loss", "job", "reason"):
-        t.add_column(col, justify="left" if col in ("cell", "state", "reason", "job") else "right")
-    for s in statuses:
-        style = STATE_STYLE.get(s.state, "")
-        t.add_row(
-            s.cell_id,
-            f"[{style}]{s.state}[/]" if style else s.state,
-            str(s.attempts),
-            _elapsed(s.elapsed_s),
-            f"{s.last_loss:.4g}" if s.last_loss is not None else "–",
-            s.job_id or "–",
-            s.reason,
-        )
-    return t
-
-
-def _elapsed(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def _status(args: argparse.Namespace) -> int:
     from fm4npp.sweep.status import study_status
 
@@ -189,13 +118,9 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([s.row() for s in statuses], indent=1))
         return 0
-    from rich.console import Console
+    from fm4npp.cli.render import console, status_table, status_title
 
-    counts: dict[str, int] = {}
-    for s in statuses:
-        counts[s.state] = counts.get(s.state, 0) + 1
-    title = f"{args.study_dir}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    Console(width=180).print(_table(statuses, title))
+    console().print(status_table(statuses, status_title(str(args.study_dir), statuses)))
     return 0
 
 

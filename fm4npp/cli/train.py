@@ -1,10 +1,12 @@
 """CLI command: ``train`` — pretrain one cell in the foreground (resumes from its last checkpoint).
 
     fm4npp-sweep train --config runs/<cell>/config.yaml        # a resolved RunConfig
-    fm4npp-sweep train --study results/<study> --cell <cell>   # the config ``submit`` wrote
+    fm4npp-sweep train results/<study> --cell <cell>           # the config ``submit`` wrote
 
 SIGTERM and SIGUSR2 (SLURM's pre-time-limit signal) ask the loop to checkpoint at the next step
-boundary and exit with status 75 (EX_TEMPFAIL: run the same command again to resume).
+boundary and exit with status 75 (EX_TEMPFAIL: run the same command again to resume). A cell trained
+here ends with its run record (``summary.json``, ``evaluated: false``): downstream evaluation is
+``fm4npp-sweep evaluate``'s.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
+
+from fm4npp.cli.args import add_study, optional_study_dir
 
 EXIT_RESUMABLE = 75  # sysexits.h EX_TEMPFAIL: stopped cleanly, run again to resume
 
@@ -23,14 +27,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="pretrain one cell here (resumes from checkpoints/last.pt)",
         description="Pretrain one cell in this process and print the path of its summary.json.",
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument(
-        "--config", metavar="RUN_CONFIG_YAML", help="a resolved run config (runs/<cell>/config.yaml)"
+    add_study(p, deprecated_flag=True)
+    p.add_argument(
+        "--config", metavar="RUN_CONFIG_YAML", help="a resolved run config (instead of STUDY_DIR)"
     )
-    src.add_argument(
-        "--study", metavar="STUDY_DIR", help="study directory holding runs/<cell>/config.yaml"
-    )
-    p.add_argument("--cell", metavar="CELL_ID", help="cell id (with --study)")
+    p.add_argument("--cell", metavar="CELL_ID", help="cell id (with STUDY_DIR)")
     p.add_argument(
         "--run-dir",
         metavar="DIR",
@@ -48,37 +49,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _train(args: argparse.Namespace) -> int:
     from fm4npp.errors import ConfigError
 
-    if args.study is not None:
+    study = optional_study_dir(args, "train")
+    if (study is None) == (args.config is None):
+        raise ConfigError("train: give either STUDY_DIR --cell CELL_ID or --config RUN_CONFIG_YAML")
+    if study is not None:
         if not args.cell:
-            raise ConfigError("train: --study needs --cell CELL_ID")
-        config = Path(args.study) / "runs" / args.cell / "config.yaml"
+            raise ConfigError("train: STUDY_DIR needs --cell CELL_ID")
+        config = study / "runs" / args.cell / "config.yaml"
     else:
         if args.cell:
-            raise ConfigError("train: --cell goes with --study, not with --config")
+            raise ConfigError("train: --cell goes with STUDY_DIR, not with --config")
         config = Path(args.config)
     if args.max_steps is not None and args.max_steps <= 0:
         raise ConfigError(f"train: --max-steps must be > 0, got {args.max_steps}")
     run_dir = Path(args.run_dir) if args.run_dir else config.parent
 
-    from fm4npp.train.pretrain import Interrupted, pretrain, read_run_config
+    import time
+
+    from fm4npp.errors import Interrupted
+    from fm4npp.store.record import RunRecord
+    from fm4npp.store.rundir import RunDir
+    from fm4npp.train.pretrain import pretrain, read_run_config
 
     stop = {"requested": False}
 
     def request_stop(signum: int, frame: object) -> None:
         stop["requested"] = True
 
-    for sig in (signal.SIGTERM, getattr(signal, "SIGUSR2", None)):
-        if sig is not None:
-            signal.signal(sig, request_stop)
+    for sig in (signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(sig, request_stop)
+    cfg = read_run_config(config)
+    started = time.monotonic()
     try:
-        pretrain(
-            read_run_config(config),
-            run_dir,
-            should_stop=lambda: stop["requested"],
-            max_steps=args.max_steps,
-        )
+        result = pretrain(cfg, run_dir, should_stop=lambda: stop["requested"], max_steps=args.max_steps)
     except Interrupted as stopped:
         print(f"fm4npp-sweep: {stopped}")
         return EXIT_RESUMABLE
-    print(run_dir / "summary.json")
+    rd = RunDir(run_dir)
+    rd.write_record(RunRecord.final(cfg, result, "done", None, wall_time_s=time.monotonic() - started))
+    print(rd.summary_file)
     return 0

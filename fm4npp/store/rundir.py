@@ -7,8 +7,11 @@ results/<study>/runs/<cell_id>/
     metrics/part-<k>.parquet  loss curve parts, immutable, appended every few hundred steps
     eval/<name>.parquet    downstream metrics
     logs/                  job stdout/stderr (submitit)
-    summary.json           written last, atomically: its presence means the run finished
+    pretrain.json          the trainer's result (losses, D, C, provenance), written when pretraining ends
+    summary.json           the RunRecord, written once, last, atomically: its presence means the run ended
 ```
+
+:meth:`RunDir.phase` is the only definition of done / failed / evaluating / corrupt.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import platform
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import yaml
 from fm4npp.atomic import write_json, write_parquet, write_text
 from fm4npp.config import RunConfig, load_dataclass, to_dict
 from fm4npp.errors import StoreError
+from fm4npp.store.record import CellState, RunRecord
 
 #: Columns of every ``metrics/part-<k>.parquet`` (one row per logged step).
 METRIC_COLUMNS = (
@@ -77,8 +82,8 @@ class RunDir:
         return self.path / "summary.json"
 
     @property
-    def is_done(self) -> bool:
-        return self.summary_file.is_file()
+    def pretrain_file(self) -> Path:
+        return self.path / "pretrain.json"
 
     def ensure(self) -> None:
         for p in (self.path, self.checkpoints, self.metrics, self.eval, self.logs):
@@ -118,17 +123,65 @@ class RunDir:
         write_parquet(path, rows)
         return path
 
-    # -- summary --------------------------------------------------------------------------------
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json(self.summary_file, summary)
+    # -- records ------------------------------------------------------------------------------------
+    def write_pretrain(self, result: dict[str, Any]) -> None:
+        """The trainer's result (``status`` done or failed); the job's final record carries it."""
+        write_json(self.pretrain_file, result)
 
-    def read_summary(self) -> dict[str, Any] | None:
-        if not self.summary_file.is_file():
-            return None
+    def read_pretrain(self) -> dict[str, Any] | None:
+        return _read_json(self.pretrain_file)
+
+    def write_record(self, record: RunRecord) -> None:
+        """``summary.json``: written once per run, last (a retry sets the old one aside first)."""
+        write_json(self.summary_file, record.to_json())
+
+    def read_record(self) -> RunRecord | None:
+        """The final record, None before the run ended; StoreError when it is corrupt."""
+        doc = _read_json(self.summary_file)
+        return None if doc is None else RunRecord.from_json(doc, str(self.summary_file))
+
+    def phase(self) -> CellState:
+        """What the artefacts alone say: DONE / FAILED by the final record (FAILED also when the trainer
+        recorded its failure and nobody wrote the final record yet), CORRUPT (unreadable record),
+        EVALUATING (pretrained, no final record yet), else PLANNED (the scheduler knows more)."""
         try:
-            return dict(json.loads(self.summary_file.read_text()))
-        except json.JSONDecodeError as err:
-            raise StoreError(f"{self.summary_file}: corrupt summary ({err})") from None
+            record = self.read_record()
+        except StoreError:
+            return CellState.CORRUPT
+        if record is not None:
+            return CellState.DONE if record.done else CellState.FAILED
+        try:
+            trained = self.read_pretrain()
+        except StoreError:
+            return CellState.PLANNED
+        if trained is None:
+            return CellState.PLANNED
+        return CellState.EVALUATING if trained.get("status") == "done" else CellState.FAILED
+
+    def set_failure_aside(self) -> None:
+        """Before a retry: move a failed run's records to ``logs/`` so that the retry starts afresh
+        (from the last checkpoint); a finished pretraining is kept."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        if self.summary_file.is_file():
+            self.summary_file.rename(self.logs / f"summary-failed-{stamp}.json")
+        try:
+            trained = self.read_pretrain()
+        except StoreError:
+            trained = {}
+        if trained is not None and trained.get("status") != "done":
+            self.pretrain_file.rename(self.logs / f"pretrain-failed-{stamp}.json")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise StoreError(f"{path}: corrupt JSON ({err})") from None
+    if not isinstance(doc, dict):
+        raise StoreError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    return doc
 
 
 def _git(repo: Path, *args: str) -> str:

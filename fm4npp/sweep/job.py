@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
-import importlib.util
 import logging
 import os
 import signal
@@ -30,66 +28,57 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
 from fm4npp.config import RunConfig
-from fm4npp.errors import ConfigError, FM4NPPError, SubmitError
+from fm4npp.errors import FM4NPPError, Interrupted
+from fm4npp.store.record import CellState, RunRecord
 from fm4npp.store.rundir import RunDir
-from fm4npp.sweep import standin
 from fm4npp.sweep.scheduler import parse_duration_s
 
 log = logging.getLogger("fm4npp.job")
 
-CELL_FN_ENV = "FM4NPP_CELL_FN"  # "pretrain" (default) or "standin?steps=…" for tests
 EARLY_SIGNAL_S = 60.0  # a SIGUSR2 this soon after an attempt starts is checked against the time left
 EARLY_SIGNAL_ENV = "FM4NPP_EARLY_SIGNAL_S"  # override (tests of the signal path on a real cluster)
 SIGNAL_SLACK_S = 60.0  # SLURM may deliver --signal up to 60 s before the requested time (sbatch(1))
 SLOT_POLL_S = 0.2  # local executor: how often a waiting cell retries the max_parallel slots
 
-CellFn = Callable[..., dict[str, Any]]
+PretrainFn = Callable[..., dict[str, Any]]  # (cfg, run_dir, *, should_stop) -> the trainer's result
+EvaluateFn = Callable[[RunConfig, Path], "dict[str, Any] | None"]  # None: no evaluation step ran
 
 
-def default_cell_fn() -> str:
-    return os.environ.get(CELL_FN_ENV, "pretrain")
+def pretrain_cell(
+    cfg: RunConfig, run_dir: Path, *, should_stop: Callable[[], bool] | None = None
+) -> dict[str, Any]:
+    """The real pretraining (imports torch in the job, never in the submitting process)."""
+    from fm4npp.train.pretrain import pretrain
+
+    return pretrain(cfg, run_dir, should_stop=should_stop)
 
 
-def check_cell_fn(spec: str) -> None:
-    """Validate a cell-function spec in the submitting process without importing torch."""
-    name = spec.partition("?")[0]
-    if name == "standin":
-        standin.parse_spec(spec)
-    elif name == "pretrain":
-        if importlib.util.find_spec("fm4npp.train.pretrain") is None:
-            raise SubmitError(
-                f"cell function 'pretrain': fm4npp.train.pretrain is not available; "
-                f"set {CELL_FN_ENV}=standin to exercise the job machinery"
-            )
-    else:
-        raise ConfigError(f"{CELL_FN_ENV}: unknown cell function '{name}'; allowed: pretrain, standin")
+def evaluate_cell(cfg: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The real downstream evaluation of a pretrained cell; None when the sweep turned it off."""
+    if not cfg.eval.enabled:
+        return None
+    from fm4npp.train.downstream import evaluate_cell as evaluate
+
+    return evaluate(cfg, run_dir)
 
 
-def resolve_cell_fn(spec: str, rank: int = 0) -> tuple[CellFn, tuple[type[BaseException], ...]]:
-    """The training function named by ``spec`` and the exception types that mean "interrupted"."""
-    name = spec.partition("?")[0]
-    if name == "standin":
-        return partial(standin.standin_pretrain, options=standin.parse_spec(spec), rank=rank), (
-            standin.Interrupted,
-        )
-    if name == "pretrain":
-        try:
-            real = importlib.import_module("fm4npp.train.pretrain")
-        except ModuleNotFoundError as err:
-            if err.name != "fm4npp.train.pretrain":
-                raise
-            raise SubmitError(
-                f"cell function 'pretrain': fm4npp.train.pretrain is not available; "
-                f"set {CELL_FN_ENV}=standin to exercise the job machinery"
-            ) from None
-        return real.pretrain, (real.Interrupted, standin.Interrupted)
-    raise ConfigError(f"{CELL_FN_ENV}: unknown cell function '{name}'; allowed: pretrain, standin")
+@dataclass(frozen=True)
+class CellFunctions:
+    """What a job runs for one cell, injected into :class:`CellJob` and ``submit_plan`` (tests pass
+    doubles). submitit pickles it: the functions must be importable module-level names (or
+    ``functools.partial`` of them) in the job's process."""
+
+    pretrain: PretrainFn = pretrain_cell  # should_stop → checkpoint, then raise errors.Interrupted
+    evaluate: EvaluateFn = evaluate_cell
+    needs_data: bool = True  # submit prepares the study's events before the first job starts
+
+
+REAL_CELL = CellFunctions()
 
 
 @dataclass
@@ -186,7 +175,7 @@ class CellJob:
 
     cfg: RunConfig
     run_dir: str  # absolute path of runs/<cell_id>
-    cell_fn: str = "pretrain"  # see resolve_cell_fn
+    cell_fns: CellFunctions = REAL_CELL
     signal_delay_s: int = 120
     slots_dir: str | None = None  # local executor: flock slots that cap concurrent cells
     max_parallel: int = 0
@@ -206,7 +195,7 @@ class CellJob:
             replace(self, attempt=self.attempt + 1, elapsed_before_s=self.elapsed_before_s + ran_s)
         )
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> RunRecord | None:
         env = _job_environment()
         rank = env.global_rank if env is not None else 0
         if env is not None and env.num_tasks > 1:
@@ -225,26 +214,26 @@ class CellJob:
                 stack.enter_context(local_slot(Path(self.slots_dir), self.max_parallel, job_id))
             return self._run(RunDir(Path(self.run_dir)), rank, sig, env, job_id)
 
-    def _run(self, rd: RunDir, rank: int, sig: _Signals, env: Any, job_id: str) -> dict[str, Any]:
+    def _run(self, rd: RunDir, rank: int, sig: _Signals, env: Any, job_id: str) -> RunRecord | None:
         if rank == 0:
             rd.ensure()
             _link_logs(env, rd, job_id)
-            previous = rd.read_summary()
-            # "evaluated" marks the job's own summary (pretrain writes one before evaluation)
-            if previous and previous.get("status") == "done" and "evaluated" in previous:
-                return previous
-        fn, interrupted = resolve_cell_fn(self.cell_fn, rank)
+            if rd.phase() is CellState.DONE:
+                return rd.read_record()
         try:
             if self.pretrain_result is None:
                 sig.phase = "pretrain"
-                self.pretrain_result = fn(self.cfg, rd.path, should_stop=sig.should_stop)
+                self.pretrain_result = self.cell_fns.pretrain(
+                    self.cfg, rd.path, should_stop=sig.should_stop
+                )
             if rank != 0:
-                return {}
+                return None
             sig.phase = "evaluate"
             if sig.flag_at is not None and sig.should_stop():
-                raise interrupted[0]("signalled between pretraining and evaluation")
-            evaluation = self._evaluate(rd)
-        except interrupted as err:
+                when = "between pretraining and evaluation"
+                raise Interrupted(-1, rd.last_checkpoint, when=when)
+            evaluation = self.cell_fns.evaluate(self.cfg, rd.path)
+        except Interrupted as err:
             log.warning("cell %s interrupted (%s): checkpointed, requeuing", self.cfg.cell_id, err)
             self._requeue(rank, sig, rd)
             raise  # only reached outside submitit
@@ -257,17 +246,15 @@ class CellJob:
                     if isinstance(err, FM4NPPError)
                     else f"{type(err).__name__}: {err}"
                 )
-                previous = rd.read_summary() or {}
-                if previous.get("status") != "failed":  # keep the trainer's own failure record
-                    failed = self._summary("failed", reason, job_id, time.monotonic() - self._started)
-                    rd.write_summary({**previous, **failed})
+                trainer = rd.read_pretrain() or {}
+                if trainer.get("status") == "failed":  # the trainer's own failure record
+                    reason = str(trainer.get("reason") or reason)
+                trained = {**trainer, **(self.pretrain_result or {})}
+                rd.write_record(self._record("failed", reason, job_id, trained))
             raise
-        summary = self._summary("done", None, job_id, time.monotonic() - self._started)
-        summary["evaluated"] = evaluation is not None
-        if evaluation is not None:
-            summary["eval"] = evaluation
-        rd.write_summary(summary)
-        return summary
+        record = self._record("done", None, job_id, self.pretrain_result, evaluation)
+        rd.write_record(record)
+        return record
 
     def _requeue(self, rank: int, sig: _Signals, rd: RunDir) -> None:
         """Hand over to submitit's handler: checkpoint() → rewrite the pickle → requeue → exit."""
@@ -283,34 +270,28 @@ class CellJob:
             log.warning("requeue refused (%s); exiting for the scheduler to restart", err)
             raise SystemExit(-1) from None
         except Exception as err:  # submitit: "timed-out too many times"
-            rd.write_summary(self._summary("failed", f"not requeued: {err}", "", 0.0))
+            rd.write_record(self._record("failed", f"not requeued: {err}", "", self.pretrain_result))
             raise
 
-    def _evaluate(self, rd: RunDir) -> Any:
-        if not self.cfg.eval.enabled or self.cell_fn.startswith("standin"):
-            return None
-        try:
-            from fm4npp.train.downstream import evaluate_cell
-        except ModuleNotFoundError as err:
-            if err.name == "fm4npp.train.downstream":
-                return None  # no evaluation step (yet)
-            raise
-        return evaluate_cell(self.cfg, rd.path)
-
-    def _summary(self, status: str, reason: str | None, job_id: str, elapsed_s: float) -> dict[str, Any]:
-        c = self.cfg
-        out: dict[str, Any] = {
-            "cell_id": c.cell_id,
-            "study": c.study,
-            "model": c.model,
-            "dataset": c.dataset,
-            "seed": c.seed,
-            "n_events": c.n_events,
-            "wall_time_s": self.elapsed_before_s + elapsed_s,
-        }
-        out.update(self.pretrain_result or {})
-        out.update(status=status, reason=reason, attempt=self.attempt, job_id=job_id)
-        return out
+    def _record(
+        self,
+        status: str,
+        reason: str | None,
+        job_id: str,
+        trainer: dict[str, Any] | None,
+        evaluation: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        elapsed_s = time.monotonic() - self._started if self._started else 0.0
+        return RunRecord.final(
+            self.cfg,
+            trainer,
+            status,
+            reason,
+            wall_time_s=self.elapsed_before_s + elapsed_s,
+            attempt=self.attempt,
+            job_id=job_id,
+            evaluation=evaluation,
+        )
 
 
 def _link_logs(env: Any, rd: RunDir, job_id: str) -> None:

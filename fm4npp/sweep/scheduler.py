@@ -12,9 +12,30 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+LOCAL_PREFIX = "local-"  # job ids of submitit's local executor: local-<pid of its controller>
 GONE = "GONE"  # not known to the scheduler (any more): finished long ago, or killed
 _ARRAY_RE = re.compile(r"^(?P<main>\d+)_\[(?P<ranges>[\d,\-]+)(%\d+)?\]$")
 SCHEDULER_TIMEOUT_S = 30
+
+
+def local_job_id(pid: str | int) -> str:
+    """The job id recorded for a local-executor job (submitit's id is the controller's pid)."""
+    return f"{LOCAL_PREFIX}{pid}"
+
+
+def local_pid(job_id: str) -> int | None:
+    """The controller pid of a local job id; None for a SLURM job id."""
+    pid = job_id.removeprefix(LOCAL_PREFIX) if job_id.startswith(LOCAL_PREFIX) else ""
+    return int(pid) if pid.isdigit() else None
+
+
+def is_local(job_id: str) -> bool:
+    return job_id.startswith(LOCAL_PREFIX)
+
+
+def submitit_job_id(job_id: str) -> str:
+    """The id submitit knows a recorded job by (its log files are named after it)."""
+    return job_id.removeprefix(LOCAL_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -117,10 +138,10 @@ def local_infos(job_ids: list[str], slots_dir: Path) -> dict[str, JobInfo]:
                 continue
     out = {}
     for jid in job_ids:
-        pid = jid.removeprefix("local-")
-        if not pid.isdigit() or not _local_alive(int(pid)):
+        pid = local_pid(jid)
+        if pid is None or not _local_alive(pid):
             out[jid] = JobInfo(GONE)
-        elif pid in holding:
+        elif str(pid) in holding:
             out[jid] = JobInfo("RUNNING")
         else:
             out[jid] = JobInfo("PENDING", reason="waiting for a local slot (max_parallel)")
@@ -128,6 +149,6 @@ def local_infos(job_ids: list[str], slots_dir: Path) -> dict[str, JobInfo]:
 
 
 def job_infos(job_ids: list[str], slots_dir: Path) -> dict[str, JobInfo]:
-    local = [j for j in job_ids if j.startswith("local-")]
-    slurm = [j for j in job_ids if not j.startswith("local-")]
+    local = [j for j in job_ids if is_local(j)]
+    slurm = [j for j in job_ids if not is_local(j)]
     return {**local_infos(local, slots_dir), **slurm_infos(slurm)}

@@ -1,7 +1,7 @@
 """Where every cell of a study stands, derived from artefacts and the scheduler (ARCHITECTURE §4).
 
-Nothing here is hand-kept: a cell is ``done``/``failed`` by its ``summary.json``; otherwise its latest
-submission (catalog) is looked up in the scheduler (``sacct``; ``squeue`` when accounting is absent;
+Nothing here is hand-kept: a cell is ``done``/``failed`` by its run record (``RunDir.phase``); otherwise
+its latest submission (catalog) is looked up in the scheduler (``sacct``; ``squeue`` when accounting is absent;
 process liveness for the local executor). Watchdog: a job that left the queue without a summary is
 ``failed``. Imports neither torch nor submitit.
 """
@@ -19,12 +19,13 @@ from typing import Any
 
 from fm4npp.errors import StoreError, SubmitError, allowed_list
 from fm4npp.store import catalog
+from fm4npp.store.record import ACTIVE, CellState
 from fm4npp.store.rundir import RunDir
-from fm4npp.sweep.scheduler import GONE, JobInfo, job_infos
+from fm4npp.sweep.scheduler import GONE, JobInfo, is_local, job_infos, local_pid, submitit_job_id
 
-ACTIVE = ("pending", "running", "preempted-requeued")
 VISIBILITY_GRACE_S = 60.0  # a job submitted this recently may not be visible in sacct/squeue yet
 _PENDING = {"PENDING", "CONFIGURING", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED"}
+_FINAL = (CellState.DONE, CellState.FAILED)
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
 _REQUEUED = {"REQUEUED", "PREEMPTED"}
 
@@ -32,7 +33,7 @@ _REQUEUED = {"REQUEUED", "PREEMPTED"}
 @dataclass(frozen=True)
 class CellStatus:
     cell_id: str
-    state: str  # planned | pending | running | done | failed | preempted-requeued
+    state: CellState  # planned | pending | running | done | failed | preempted-requeued
     reason: str
     attempts: int  # submissions + scheduler requeues
     elapsed_s: float | None
@@ -41,7 +42,7 @@ class CellStatus:
     job_id: str | None
 
     def row(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "state": self.state.value}
 
 
 def _last_loss(rd: RunDir) -> float | None:
@@ -59,7 +60,7 @@ def _last_loss(rd: RunDir) -> float | None:
 
 def log_files(sub: dict[str, Any]) -> list[Path]:
     """submitit's stdout/stderr of a submission row (rank 0)."""
-    jid = str(sub["job_id"]).removeprefix("local-")
+    jid = submitit_job_id(str(sub["job_id"]))
     folder = Path(str(sub["log_dir"]))
     return [folder / f"{jid}_0_log.out", folder / f"{jid}_0_log.err"]
 
@@ -80,21 +81,11 @@ def cell_statuses(study_dir: Path, cell_ids: list[str]) -> list[CellStatus]:
     active_jobs = [
         str(latest[c]["job_id"])
         for c in cell_ids
-        if c in latest and not _job_finished(RunDir(Path(study_dir) / "runs" / c))
+        if c in latest and catalog.run_dir(study_dir, c).phase() not in _FINAL
     ]
     infos = job_infos(active_jobs, Path(study_dir) / ".slots")
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     return [_derive(c, Path(study_dir), latest.get(c), counts.get(c, 0), infos, now) for c in cell_ids]
-
-
-def _job_finished(rd: RunDir) -> bool:
-    """The job's own final summary is there ("evaluated" marks it; pretrain writes one before the
-    downstream evaluation, while the job still runs)."""
-    try:
-        s = rd.read_summary()
-    except StoreError:
-        return False
-    return s is not None and s.get("status") == "done" and "evaluated" in s
 
 
 def _derive(
@@ -106,56 +97,50 @@ def _derive(
     now: datetime,
 ) -> CellStatus:
     rd = catalog.run_dir(study_dir, cell_id)
-    try:
-        summary = rd.read_summary()
-    except StoreError as err:
-        summary = {"status": "failed", "reason": str(err)}
+    phase = rd.phase()
     info = infos.get(str(sub["job_id"])) if sub else None
     attempts = n_subs + (info.restarts if info else 0)
     log_path = str(log_files(sub)[0]) if sub else None
     job_id = str(sub["job_id"]) if sub else None
 
-    def make(state: str, reason: str, elapsed: float | None) -> CellStatus:
+    def make(state: CellState, reason: str, elapsed: float | None) -> CellStatus:
         return CellStatus(cell_id, state, reason, attempts, elapsed, _last_loss(rd), log_path, job_id)
 
-    evaluating = (
-        summary is not None
-        and summary.get("status") == "done"
-        and "evaluated" not in summary  # pretrain's summary; the job's own follows evaluation
-        and info is not None
-        and info.state in ("RUNNING", "COMPLETING")
-    )
-    if evaluating:
-        return make("running", "downstream evaluation", info.elapsed_s if info else None)
-    if summary is not None:
-        # the job counts its own requeues (summary "attempt"); earlier submissions add theirs
-        attempts = max(attempts, n_subs - 1 + int(summary.get("attempt") or 1))
-        elapsed = summary.get("wall_time_s")
-        return make(
-            str(summary.get("status", "failed")),
-            str(summary.get("reason") or ""),
-            float(elapsed) if elapsed is not None else None,
-        )
+    if phase is CellState.CORRUPT:
+        try:
+            rd.read_record()
+        except StoreError as err:
+            return make(CellState.FAILED, str(err), None)
+    if phase in _FINAL:
+        record = rd.read_record()
+        if record is None:  # the trainer's own failure record (``fm4npp-sweep train``)
+            return make(CellState.FAILED, str((rd.read_pretrain() or {}).get("reason") or ""), None)
+        # the job counts its own requeues (record "attempt"); earlier submissions add theirs
+        attempts = max(attempts, n_subs - 1 + (record.attempt or 1))
+        return make(phase, record.reason or "", record.wall_time_s)
+    if phase is CellState.EVALUATING and info is not None and info.state in ("RUNNING", "COMPLETING"):
+        return make(CellState.RUNNING, "downstream evaluation", info.elapsed_s)
     if sub is None:
-        return make("planned", "", None)
+        return make(CellState.PLANNED, "", None)
     age_s = (
         (now - sub["submitted_at"].to_pydatetime()).total_seconds()
         if sub.get("submitted_at") is not None
         else 1e9
     )
     if info is None or info.state == GONE:
-        local = str(sub["job_id"]).startswith("local-")  # a local job is visible at once
+        local = is_local(str(sub["job_id"]))  # a local job is visible at once
         if age_s < VISIBILITY_GRACE_S and not local and sub.get("state") != "CANCELLED":
-            return make("pending", "submitted", None)
+            return make(CellState.PENDING, "submitted", None)
         why = "cancelled" if sub.get("state") == "CANCELLED" else "job left the queue without a summary"
-        return make("failed", why + _resumable(rd), None)
+        return make(CellState.FAILED, why + _resumable(rd), None)
     if info.state in _RUNNING:
-        return make("running", f"attempt {attempts}" if attempts > 1 else "", info.elapsed_s)
+        return make(CellState.RUNNING, f"attempt {attempts}" if attempts > 1 else "", info.elapsed_s)
     if info.state in _REQUEUED or (info.state in _PENDING and info.restarts > 0):
-        return make("preempted-requeued", info.reason or info.state.lower(), info.elapsed_s)
+        return make(CellState.REQUEUED, info.reason or info.state.lower(), info.elapsed_s)
     if info.state in _PENDING:
-        return make("pending", info.reason, None)
-    return make("failed", f"{info.state.lower()} without a summary" + _resumable(rd), info.elapsed_s)
+        return make(CellState.PENDING, info.reason, None)
+    why = f"{info.state.lower()} without a summary"
+    return make(CellState.FAILED, why + _resumable(rd), info.elapsed_s)
 
 
 def _resumable(rd: RunDir) -> str:
@@ -198,7 +183,7 @@ def cancel(study_dir: Path, cells: list[str] | None = None) -> list[CellStatus]:
         for s in _match_cells(study_status(study_dir), cells, study_dir)
         if s.state in ACTIVE and s.job_id
     ]
-    slurm_ids = [s.job_id for s in targets if s.job_id and not s.job_id.startswith("local-")]
+    slurm_ids = [s.job_id for s in targets if s.job_id and not is_local(s.job_id)]
     if slurm_ids:
         out = subprocess.run(
             ["scancel", *slurm_ids], capture_output=True, text=True, timeout=60, check=False
@@ -206,10 +191,11 @@ def cancel(study_dir: Path, cells: list[str] | None = None) -> list[CellStatus]:
         if out.returncode:
             raise SubmitError(f"scancel {' '.join(slurm_ids)}: {out.stderr.strip()}")
     for s in targets:
-        if s.job_id and s.job_id.startswith("local-"):
+        pid = local_pid(s.job_id) if s.job_id else None
+        if pid is not None:
             # the submitit controller turns SIGINT into SIGINT + SIGKILL of its tasks
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(s.job_id.removeprefix("local-")), signal.SIGINT)
+                os.kill(pid, signal.SIGINT)
     if targets:
         with catalog.open_catalog(study_dir) as con:
             ids = [s.job_id for s in targets]

@@ -1,6 +1,6 @@
 """Submit a plan's cells as job arrays through submitit (local executor or SLURM).
 
-For every cell to run: ``runs/<cell>/config.yaml`` is written, cells whose summary says ``done`` are
+For every cell to run: ``runs/<cell>/config.yaml`` is written, cells whose run record says ``done`` are
 skipped, ``failed`` ones are resubmitted only with ``retry_failed`` (they resume from their
 checkpoint), and a cell that is pending or running (catalog submissions + the scheduler) is never
 submitted twice. Submissions are recorded in the catalog by this (the CLI) process only. A scheduler
@@ -20,6 +20,7 @@ from typing import Any
 
 from fm4npp.errors import ConfigError, SubmitError
 from fm4npp.store import catalog
+from fm4npp.store.record import ACTIVE, CellState
 from fm4npp.store.rundir import RunDir
 from fm4npp.sweep.clusters import ClusterProfile
 from fm4npp.sweep.executors import (
@@ -29,9 +30,10 @@ from fm4npp.sweep.executors import (
     make_executor,
     render_sbatch,
 )
-from fm4npp.sweep.job import CellJob, check_cell_fn, default_cell_fn
+from fm4npp.sweep.job import REAL_CELL, CellFunctions, CellJob
 from fm4npp.sweep.plan import Plan, PlannedCell, record_plan
-from fm4npp.sweep.status import ACTIVE, CellStatus, cell_statuses
+from fm4npp.sweep.scheduler import local_job_id
+from fm4npp.sweep.status import CellStatus, cell_statuses
 
 POLL_S = 2.0  # --wait: seconds between status refreshes
 LOCAL_EXIT_POLL_S = 0.1  # all cells finished: waiting for the local controllers to exit
@@ -70,12 +72,12 @@ def _select(
     skipped: dict[str, list[str]] = {"done": [], "active": [], "failed": []}
     for cell in plan.cells:
         st = statuses.get(cell.cell_id)
-        state = st.state if st else "planned"
-        if state == "done":
+        state = st.state if st else CellState.PLANNED
+        if state is CellState.DONE:
             skipped["done"].append(cell.cell_id)
         elif state in ACTIVE:
             skipped["active"].append(cell.cell_id)
-        elif state == "failed" and not retry_failed:
+        elif state is CellState.FAILED and not retry_failed:
             skipped["failed"].append(cell.cell_id)
         else:
             todo.append(cell)
@@ -83,12 +85,10 @@ def _select(
 
 
 def _prepare_run_dir(rd: RunDir, cell: PlannedCell) -> None:
-    """Write the resolved config; set a failed summary aside so that the retry is not 'failed'."""
+    """Write the resolved config; set a failed run's records aside so that the retry is not 'failed'."""
     rd.ensure()
     rd.write_config(cell.run)
-    if rd.summary_file.is_file():
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        rd.summary_file.rename(rd.logs / f"summary-failed-{stamp}.json")
+    rd.set_failure_aside()
 
 
 def submit_plan(
@@ -100,13 +100,14 @@ def submit_plan(
     max_parallel: int | None = None,
     wait: bool | None = None,
     account: str | None = None,
-    cell_fn: str | None = None,
+    cell_fns: CellFunctions | None = None,
     on_update: Callable[[list[CellStatus]], None] | None = None,
 ) -> SubmitReport:
-    """Submit the plan's runnable cells; ``wait`` (default: local yes, SLURM no) polls until done."""
+    """Submit the plan's runnable cells; ``wait`` (default: local yes, SLURM no) polls until done.
+    ``cell_fns``: what each job runs (default :data:`REAL_CELL`; tests inject doubles)."""
+    cell_fns = cell_fns or REAL_CELL
     prof = _resolve_cluster(plan, cluster, account)
     study_dir = plan.study_dir.resolve()
-    fn_spec = cell_fn or default_cell_fn()
     if max_parallel is not None and max_parallel <= 0:
         raise ConfigError(f"--max-parallel must be > 0, got {max_parallel}")
     ids = [c.cell_id for c in plan.cells]
@@ -132,8 +133,7 @@ def submit_plan(
             else ()
         )
         return replace(report, submitted={c.cell_id: "(dry run)" for c in todo}, scripts=scripts)
-    check_cell_fn(fn_spec)  # fail before submitting when the training entry point is missing
-    if todo and not fn_spec.startswith("standin"):
+    if todo and cell_fns.needs_data:
         from fm4npp.sweep.dataset import ensure_dataset
 
         ensure_dataset(plan)  # events, splits and edges exist before any job starts
@@ -144,7 +144,7 @@ def submit_plan(
     jobs: list[Any] = []
     for i, group in enumerate(groups):
         rows, group_jobs = _submit_group(
-            group, prof, plan.qos, folder, job_name, fn_spec, parallel, study_dir
+            group, prof, plan.qos, folder, job_name, cell_fns, parallel, study_dir
         )
         if i == 0:  # only once the scheduler accepted something: a refusal leaves the catalog as it was
             record_plan(plan)
@@ -164,7 +164,7 @@ def _submit_group(
     qos: str,
     folder: Path,
     job_name: str,
-    fn_spec: str,
+    cell_fns: CellFunctions,
     parallel: int,
     study_dir: Path,
 ) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -176,7 +176,7 @@ def _submit_group(
         CellJob(
             cfg=c.run,
             run_dir=str(catalog.run_dir(study_dir, c.cell_id).path),
-            cell_fn=fn_spec,
+            cell_fns=cell_fns,
             signal_delay_s=prof.signal_delay_s,
             slots_dir=str(study_dir / ".slots") if local else None,
             max_parallel=parallel,
@@ -200,7 +200,7 @@ def _submit_group(
         rows.append(
             {
                 "cell_id": cell.cell_id,
-                "job_id": f"local-{jid}" if local else jid,
+                "job_id": local_job_id(jid) if local else jid,
                 "array_job_id": main if task else None,
                 "array_task": int(task) if task else None,
                 "cluster": prof.name,

@@ -35,7 +35,6 @@ from fm4npp.errors import StoreError
 from fm4npp.eval.hough import find_tracks_event
 from fm4npp.eval.metrics_tracking import MatchConfig, TrackingEvent, evaluate_tracking
 from fm4npp.model import ladder
-from fm4npp.model.adapters import HEAD_WIDTH
 from fm4npp.store.catalog import baselines_dir
 from fm4npp.store.rundir import EVAL_COLUMNS, RunDir
 from fm4npp.train.adapter_fit import FitSettings, fit_adapter, predict, task_metrics
@@ -118,12 +117,12 @@ def run_adapters(cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[int, n
                  variant: str, device: torch.device, head_width: int | None = None) -> Rows:  # fmt: skip
     """Fit and test every task × labelled size × adapter seed on cached features; metric rows.
 
-    ``head_width`` defaults to ``cfg.eval.head_width`` where the config has it, else SPEC §8's 256.
+    ``head_width`` defaults to ``cfg.eval.head_width``.
     """
     ec = cfg.eval
     rows = _empty_rows()
     if head_width is None:
-        head_width = int(getattr(ec, "head_width", HEAD_WIDTH))
+        head_width = ec.head_width
     for task in ec.tasks:
         for n, ids in sorted(subsets.items()):
             train = sets["pool"] if len(ids) == len(sets["pool"]) else sets["pool"].select(ids)

@@ -4,7 +4,8 @@ One call = one cell. The run directory (ARCHITECTURE §4) receives ``checkpoints
 ``checkpoint_every_steps`` and at the end, one immutable ``metrics/part-<k>.parquet`` per checkpoint
 (the rows logged since the previous one, so a run killed between checkpoints and resumed never logs a
 step twice), ``checkpoints/best.pt`` (weights at the best validation loss, SPEC §5.4 model selection)
-and, last, ``summary.json``. A resumed run continues bit-for-bit from ``last.pt``: model, optimizer,
+and, last, ``pretrain.json`` (the result :func:`pretrain` returns; the job's ``summary.json`` follows
+evaluation). A resumed run continues bit-for-bit from ``last.pt``: model, optimizer,
 scheduler, RNG states and the sampler position are all restored.
 """
 
@@ -25,7 +26,7 @@ from fm4npp.config import RunConfig, load_dataclass, read_yaml
 from fm4npp.data.prepare import load_prepared
 from fm4npp.data.shards import ShardSet
 from fm4npp.data.torch_dataset import EventOrderSampler, SerializedEvents, collate
-from fm4npp.errors import ConfigError, StoreError, TrainingError
+from fm4npp.errors import ConfigError, Interrupted, StoreError, TrainingError
 from fm4npp.model import ladder
 from fm4npp.store.rundir import METRIC_COLUMNS, RunDir, provenance
 from fm4npp.train import distributed as dist
@@ -40,15 +41,6 @@ SMOOTH_LAST_VALIDATIONS = 3  # smoothed_val_loss = mean of the last 3 validation
 # and a 10M-event tier could never fit; above the limit events are re-serialized on every use.
 CACHE_MAX_BYTES = 8 * 2**30
 CACHE_BYTES_PER_HIT_PER_K = 21
-
-
-class Interrupted(Exception):
-    """``should_stop()`` asked to stop: a checkpoint (and the pending metrics) was written at ``step``;
-    calling :func:`pretrain` again resumes from it."""
-
-    def __init__(self, step: int, checkpoint: Path) -> None:
-        super().__init__(f"stopped at step {step}; resume from {checkpoint}")
-        self.step, self.checkpoint = step, checkpoint
 
 
 def read_run_config(path: Path) -> RunConfig:
@@ -270,7 +262,7 @@ def _pretrain(
 
     summary = _summary(cfg, state, env, model, rung, flops_per_hit, total_steps, steps_planned)
     if env.is_main:
-        rd.write_summary(summary)
+        rd.write_pretrain(summary)
     return summary
 
 
@@ -287,14 +279,14 @@ def _open_run_dir(cfg: RunConfig, rd: RunDir, env: dist.DistEnv) -> dict[str, An
         else:
             rd.write_config(cfg)
     dist.barrier(env)
-    summary = rd.read_summary()
+    summary = rd.read_pretrain()
     if summary is None:
         return None
     if summary.get("status") == "done":
         return summary
     raise TrainingError(
-        f"{rd.summary_file}: run ended with status {summary.get('status')!r} "
-        f"({summary.get('reason', 'no reason recorded')}); delete summary.json to retry"
+        f"{rd.pretrain_file}: pretraining ended with status {summary.get('status')!r} "
+        f"({summary.get('reason', 'no reason recorded')}); delete pretrain.json to retry"
     )
 
 
@@ -308,9 +300,9 @@ def _check_backend(backend: str, device: torch.device, allow_slow: bool) -> None
 
 
 def _fail(cfg: RunConfig, rd: RunDir, env: dist.DistEnv, state: TrainState, reason: str) -> None:
-    """Record a failed run (summary written, so the sweep does not retry it blindly) and raise."""
+    """Record a failed pretraining (so that the sweep does not retry it blindly) and raise."""
     if env.is_main:
-        rd.write_summary(
+        rd.write_pretrain(
             {
                 "cell_id": cfg.cell_id,
                 "status": "failed",

@@ -1,11 +1,13 @@
-"""A stand-in cell for tests of the submission machinery: pure-Python "training" through RunDir.
+"""Test doubles. :func:`standin_cell`: the cell functions of a job with a pure-Python stand-in for
+pretraining, for tests of the submission machinery.
 
-It behaves like ``fm4npp.train.pretrain.pretrain`` where the job machinery can see it: it writes
-immutable metrics parts and an atomic checkpoint, honours ``should_stop`` (checkpoint, then raise
-:class:`Interrupted`), resumes from its checkpoint without duplicating steps, and returns the
-summary fields. It never imports torch, so a test job starts in a fraction of a second.
+The stand-in behaves like ``fm4npp.train.pretrain.pretrain`` where the job machinery can see it: it
+writes immutable metrics parts and an atomic checkpoint, honours ``should_stop`` (checkpoint, then raise
+``fm4npp.errors.Interrupted``), resumes from its checkpoint without duplicating steps, and returns the
+trainer's result fields. It never imports torch, so a test job starts in a fraction of a second.
 
-Options come as a spec string ``standin?steps=20&step_s=0.05&fail_models=q2`` (see :func:`parse_spec`).
+submitit pickles the job with these functions by reference (module ``doubles``): conftest puts
+``tests/`` on ``PYTHONPATH`` so that the job processes (local executor, SLURM) import it too.
 """
 
 from __future__ import annotations
@@ -15,17 +17,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from fm4npp.atomic import write_json
 from fm4npp.config import RunConfig
-from fm4npp.errors import ConfigError, TrainingError
-from fm4npp.store.rundir import RunDir
-
-
-class Interrupted(Exception):
-    """Raised after checkpointing when ``should_stop()`` turned True."""
+from fm4npp.errors import Interrupted, TrainingError
+from fm4npp.store.rundir import METRIC_COLUMNS, RunDir
+from fm4npp.sweep.job import CellFunctions, _job_environment
 
 
 @dataclass(frozen=True)
@@ -37,24 +37,17 @@ class StandinOptions:
     fail_at: int = 3  # ... at this step
 
 
-def parse_spec(spec: str) -> StandinOptions:
-    """``standin?steps=30&step_s=0.1&fail_models=q1,q2`` → options (unknown keys: ConfigError)."""
-    _, _, query = spec.partition("?")
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, query.split("&")):
-        key, _, value = item.partition("=")
-        if key in ("steps", "checkpoint_every", "fail_at"):
-            kwargs[key] = int(value)
-        elif key == "step_s":
-            kwargs[key] = float(value)
-        elif key == "fail_models":
-            kwargs[key] = tuple(filter(None, value.split(",")))
-        else:
-            raise ConfigError(
-                f"cell function '{spec}': unknown stand-in option '{key}'; "
-                "allowed: checkpoint_every, fail_at, fail_models, step_s, steps"
-            )
-    return StandinOptions(**kwargs)
+def standin_cell(**options: Any) -> CellFunctions:
+    """What a job runs with the stand-in: no data preparation, no evaluation (options: StandinOptions)."""
+    opts = StandinOptions(**options)
+    return CellFunctions(
+        pretrain=partial(standin_pretrain, options=opts), evaluate=no_evaluation, needs_data=False
+    )
+
+
+def no_evaluation(cfg: RunConfig, run_dir: Path) -> None:
+    """The stand-in cells have no evaluation step."""
+    return
 
 
 def _loss(step: int, seed: int) -> float:
@@ -68,10 +61,11 @@ def standin_pretrain(
     *,
     should_stop: Callable[[], bool] | None = None,
     options: StandinOptions | None = None,
-    rank: int = 0,
 ) -> dict[str, Any]:
     """Run (or resume) the stand-in training of one cell; rank 0 writes, other ranks only step."""
     opts = options or StandinOptions()
+    env = _job_environment()
+    rank = env.global_rank if env is not None else 0
     rd = RunDir(run_dir)
     start_step, n_parts = 0, 0
     if rd.last_checkpoint.is_file():
@@ -84,19 +78,7 @@ def standin_pretrain(
         for part in sorted(rd.metrics.glob("part-*.parquet"))[n_parts:]:
             part.unlink()
     t0 = time.monotonic()
-    rows: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "step",
-            "events_seen",
-            "hits_seen",
-            "lr",
-            "train_loss",
-            "val_loss",
-            "tokens_per_s",
-            "wall_time_s",
-        )
-    }
+    rows: dict[str, list[Any]] = {k: [] for k in METRIC_COLUMNS}
     events_per_step = cfg.train.batch_events
 
     def flush(step: int) -> None:
@@ -114,7 +96,7 @@ def standin_pretrain(
     while step < opts.steps:
         if should_stop is not None and should_stop():
             flush(step)
-            raise Interrupted(f"stopped at step {step} of {opts.steps}")
+            raise Interrupted(step, rd.last_checkpoint)
         if opts.fail_models and cfg.model in opts.fail_models and step >= opts.fail_at:
             flush(step)
             raise TrainingError(f"stand-in failure injected at step {step} (fail_models={cfg.model})")
