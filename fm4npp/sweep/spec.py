@@ -26,7 +26,8 @@ from fm4npp.config import DataConfig, EvalConfig, TrainConfig, apply_overrides, 
 from fm4npp.errors import ConfigError
 from fm4npp.model.ladder import get_dataset, get_rung
 
-_STUDY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_STUDY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # used with fullmatch ("t\n" is refused)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,12 @@ class SweepSpec:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        if not _STUDY_RE.match(self.study):
-            raise ConfigError(f"study: '{self.study}' must be letters, digits, '.', '_' or '-'")
+        if not _STUDY_RE.fullmatch(self.study):
+            raise ConfigError(f"study: {self.study!r} must be letters, digits, '.', '_' or '-'")
+        if not self.results_dir or _CONTROL_RE.search(self.results_dir):
+            raise ConfigError(
+                f"results_dir: {self.results_dir!r} must be a non-empty path without control characters"
+            )
         for key in ("models", "datasets", "seeds"):
             values = getattr(self, key)
             if not values:
