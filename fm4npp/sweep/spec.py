@@ -58,9 +58,10 @@ class SweepSpec:
     def __post_init__(self) -> None:
         if not _STUDY_RE.fullmatch(self.study):
             raise ConfigError(f"study: {self.study!r} must be letters, digits, '.', '_' or '-'")
-        if not self.results_dir or _CONTROL_RE.search(self.results_dir):
+        if not self.results_dir or _CONTROL_RE.search(self.results_dir) or "?" in self.results_dir:
             raise ConfigError(
-                f"results_dir: {self.results_dir!r} must be a non-empty path without control characters"
+                f"results_dir: {self.results_dir!r} must be a non-empty path without control characters "
+                "or '?' (DuckDB reads it as URL parameters)"
             )
         for key in ("models", "datasets", "seeds"):
             values = getattr(self, key)

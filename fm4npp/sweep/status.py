@@ -19,6 +19,7 @@ from typing import Any
 
 from fm4npp.errors import StoreError, SubmitError, allowed_list
 from fm4npp.store import catalog
+from fm4npp.store.integrity import read_summary_checked, run_problem
 from fm4npp.store.rundir import RunDir
 from fm4npp.sweep.scheduler import GONE, JobInfo, job_infos
 
@@ -32,7 +33,7 @@ _REQUEUED = {"REQUEUED", "PREEMPTED"}
 @dataclass(frozen=True)
 class CellStatus:
     cell_id: str
-    state: str  # planned | pending | running | done | failed | preempted-requeued
+    state: str  # planned | pending | running | done | failed | preempted-requeued | corrupt
     reason: str
     attempts: int  # submissions + scheduler requeues
     elapsed_s: float | None
@@ -90,10 +91,7 @@ def cell_statuses(study_dir: Path, cell_ids: list[str]) -> list[CellStatus]:
 def _job_finished(rd: RunDir) -> bool:
     """The job's own final summary is there ("evaluated" marks it; pretrain writes one before the
     downstream evaluation, while the job still runs)."""
-    try:
-        s = rd.read_summary()
-    except StoreError:
-        return False
+    s, _ = read_summary_checked(rd.summary_file)
     return s is not None and s.get("status") == "done" and "evaluated" in s
 
 
@@ -106,10 +104,8 @@ def _derive(
     now: datetime,
 ) -> CellStatus:
     rd = catalog.run_dir(study_dir, cell_id)
-    try:
-        summary = rd.read_summary()
-    except StoreError as err:
-        summary = {"status": "failed", "reason": str(err)}
+    summary, _ = read_summary_checked(rd.summary_file)
+    corrupt = run_problem(rd)  # an unreadable summary or metrics part: "corrupt", naming the file
     info = infos.get(str(sub["job_id"])) if sub else None
     attempts = n_subs + (info.restarts if info else 0)
     log_path = str(log_files(sub)[0]) if sub else None
@@ -118,6 +114,8 @@ def _derive(
     def make(state: str, reason: str, elapsed: float | None) -> CellStatus:
         return CellStatus(cell_id, state, reason, attempts, elapsed, _last_loss(rd), log_path, job_id)
 
+    if corrupt:
+        return make("corrupt", corrupt, None)
     evaluating = (
         summary is not None
         and summary.get("status") == "done"

@@ -75,7 +75,7 @@ def _select(
             skipped["done"].append(cell.cell_id)
         elif state in ACTIVE:
             skipped["active"].append(cell.cell_id)
-        elif state == "failed" and not retry_failed:
+        elif state in ("failed", "corrupt") and not retry_failed:
             skipped["failed"].append(cell.cell_id)
         else:
             todo.append(cell)
