@@ -30,7 +30,7 @@ from fm4npp.sweep.executors import (
     render_sbatch,
 )
 from fm4npp.sweep.job import CellJob, check_cell_fn, default_cell_fn
-from fm4npp.sweep.plan import Plan, PlannedCell, record_plan
+from fm4npp.sweep.plan import Plan, PlannedCell, check_budget, record_plan
 from fm4npp.sweep.status import ACTIVE, CellStatus, cell_statuses
 
 POLL_S = 2.0  # --wait: seconds between status refreshes
@@ -97,13 +97,19 @@ def submit_plan(
     *,
     dry_run: bool = False,
     retry_failed: bool = False,
+    allow_over_budget: bool = False,
     max_parallel: int | None = None,
     wait: bool | None = None,
     account: str | None = None,
     cell_fn: str | None = None,
     on_update: Callable[[list[CellStatus]], None] | None = None,
 ) -> SubmitReport:
-    """Submit the plan's runnable cells; ``wait`` (default: local yes, SLURM no) polls until done."""
+    """Submit the plan's runnable cells; ``wait`` (default: local yes, SLURM no) polls until done.
+
+    The budget is enforced exactly as by ``plan`` (BudgetError, exit 3) unless ``allow_over_budget``.
+    """
+    if not allow_over_budget:
+        check_budget(plan)
     prof = _resolve_cluster(plan, cluster, account)
     study_dir = plan.study_dir.resolve()
     fn_spec = cell_fn or default_cell_fn()
@@ -133,6 +139,7 @@ def submit_plan(
         )
         return replace(report, submitted={c.cell_id: "(dry run)" for c in todo}, scripts=scripts)
     check_cell_fn(fn_spec)  # fail before submitting when the training entry point is missing
+    study_dir.mkdir(parents=True, exist_ok=True)  # a new study needs no prior `plan`
     if todo and not fn_spec.startswith("standin"):
         from fm4npp.sweep.dataset import ensure_dataset
 
