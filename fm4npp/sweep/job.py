@@ -37,6 +37,7 @@ from typing import IO, Any
 
 from fm4npp.config import RunConfig
 from fm4npp.errors import ConfigError, FM4NPPError, SubmitError
+from fm4npp.store import claim
 from fm4npp.store.rundir import RunDir
 from fm4npp.sweep import standin
 from fm4npp.sweep.scheduler import parse_duration_s
@@ -223,6 +224,8 @@ class CellJob:
         with contextlib.ExitStack() as stack:
             if self.slots_dir:
                 stack.enter_context(local_slot(Path(self.slots_dir), self.max_parallel, job_id))
+            if rank == 0:  # one owner per run directory; a live owner elsewhere → ClaimError, no summary
+                stack.enter_context(claim.claimed(Path(self.run_dir), job_id))
             return self._run(RunDir(Path(self.run_dir)), rank, sig, env, job_id)
 
     def _run(self, rd: RunDir, rank: int, sig: _Signals, env: Any, job_id: str) -> dict[str, Any]:
@@ -244,6 +247,8 @@ class CellJob:
             if sig.flag_at is not None and sig.should_stop():
                 raise interrupted[0]("signalled between pretraining and evaluation")
             evaluation = self._evaluate(rd)
+        except claim.ClaimError:
+            raise  # another trainer owns the run directory: its files are not ours to touch
         except interrupted as err:
             log.warning("cell %s interrupted (%s): checkpointed, requeuing", self.cfg.cell_id, err)
             self._requeue(rank, sig, rd)

@@ -21,6 +21,7 @@ from typing import Any
 from fm4npp.atomic import write_json
 from fm4npp.config import RunConfig
 from fm4npp.errors import ConfigError, TrainingError
+from fm4npp.store import claim
 from fm4npp.store.rundir import RunDir
 
 
@@ -103,6 +104,7 @@ def standin_pretrain(
         nonlocal n_parts
         if rank != 0:
             return
+        claim.check(rd.path)  # fencing, as the real trainer (fm4npp.store.claim)
         if rows["step"]:
             rd.append_metrics(rows)
             n_parts += 1

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fm4npp.errors import StoreError, SubmitError, allowed_list
-from fm4npp.store import catalog
+from fm4npp.store import catalog, claim
 from fm4npp.store.integrity import read_summary_checked, run_problem
 from fm4npp.store.rundir import RunDir
 from fm4npp.sweep.scheduler import GONE, JobInfo, job_infos
@@ -134,6 +134,9 @@ def _derive(
             str(summary.get("reason") or ""),
             float(elapsed) if elapsed is not None else None,
         )
+    owner = claim.live_owner(rd.path) if summary is None else None
+    if owner is not None:  # a live trainer holds the run directory, whatever the scheduler says
+        return make("running", f"owned by {claim.describe(owner)}", info.elapsed_s if info else None)
     if sub is None:
         return make("planned", "", None)
     age_s = (
@@ -165,6 +168,10 @@ def study_status(study_dir: Path) -> list[CellStatus]:
     study_dir = Path(study_dir)
     if not study_dir.is_dir():
         raise StoreError(f"{study_dir}: no such study directory")
+    if not catalog.catalog_path(study_dir).is_file() and (study_dir / "runs").is_dir():
+        # the catalog is gone: the run directories still say what finished
+        runs = sorted(p.name for p in (study_dir / "runs").iterdir() if p.is_dir())
+        return cell_statuses(study_dir, runs)
     cells = catalog.planned_cells(study_dir)
     return cell_statuses(study_dir, [str(c) for c in cells["cell_id"]])
 
