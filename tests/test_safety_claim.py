@@ -2,6 +2,7 @@
 record nor resubmits what finished. Real processes: a second trainer in another process, the local
 executor with the stand-in cell, DuckDB held by a reader in another process."""
 
+# ruff: noqa: F811  (the data_dir fixture of test_train_pretrain is imported, then requested)
 from __future__ import annotations
 
 import json
@@ -15,11 +16,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_train_pretrain import _cfg, _Killed, _metrics, data_dir  # noqa: F401  (a fixture)
 
+from fm4npp.errors import TrainingError
 from fm4npp.store import catalog, claim
 from fm4npp.sweep.plan import plan_file
 from fm4npp.sweep.status import study_status
 from fm4npp.sweep.submit import submit_plan
+from fm4npp.train import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 PY = [sys.executable, "-c"]
@@ -60,7 +64,12 @@ def test_second_process_refuses_naming_the_owner(tmp_path: Path) -> None:
         )
         code = "from fm4npp.store import claim; import sys; claim.acquire(__import__('pathlib').Path(sys.argv[1]), 'job-2')"
         out = subprocess.run(
-            [*PY, code, str(run_dir)], env=_env(), capture_output=True, text=True, timeout=60
+            [*PY, code, str(run_dir)],
+            env=_env(),
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode != 0
         assert "ClaimError" in out.stderr
@@ -100,17 +109,11 @@ def test_fencing_stops_a_writer_that_lost_its_claim(tmp_path: Path) -> None:
 
 # -- the trainer's write points --------------------------------------------------------------------
 
-torch = pytest.importorskip("torch")
-from test_train_pretrain import _cfg, _Killed, _metrics, data_dir  # noqa: E402, F401
-
-from fm4npp.errors import TrainingError  # noqa: E402
-from fm4npp.train import pretrain  # noqa: E402
-
 
 def test_pretrain_refuses_a_run_dir_owned_by_a_live_trainer(
     data_dir: Path,
     tmp_path: Path,
-    sleeper: object,  # noqa: F811
+    sleeper: object,
 ) -> None:
     run_dir = tmp_path / "cell0"
     _foreign_owner(run_dir, sleeper.pid)  # type: ignore[attr-defined]
@@ -122,7 +125,7 @@ def test_pretrain_refuses_a_run_dir_owned_by_a_live_trainer(
 
 def test_pretrain_that_lost_its_claim_stops_before_writing(
     data_dir: Path,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     run_dir = tmp_path / "cell0"
     polls = iter(range(100))
@@ -140,7 +143,7 @@ def test_pretrain_that_lost_its_claim_stops_before_writing(
 
 def test_missing_checkpoint_with_metrics_is_an_error_not_a_restart(
     data_dir: Path,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     run_dir = tmp_path / "cell0"
     polls = iter(range(100))
@@ -238,7 +241,7 @@ def test_catalog_held_by_a_reader_launches_nothing(tmp_path: Path) -> None:
         env = {**_env(), "FM4NPP_CELL_FN": "standin?steps=4&step_s=0.01"}
         out = subprocess.run(
             [sys.executable, "-m", "fm4npp", "submit", str(sweep)],
-            env=env, capture_output=True, text=True, timeout=120,
+            env=env, check=False, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     finally:
         reader.kill()
