@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fm4npp.cli.main import main
-from fm4npp.errors import DataError
+from fm4npp.config import load_dataclass
+from fm4npp.errors import ConfigError, DataError
 from fm4npp.eval import scoring
 from fm4npp.eval.scoring import score_tracks
+from fm4npp.sweep.spec import SweepSpec, load_sweep
+
+_STUDY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 FAST = "standin?steps=2&step_s=0.01&checkpoint_every=1"
 
@@ -189,3 +197,56 @@ def test_csv_gz_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(DataError, match="larger than") as err:
         score_tracks(bomb, t)
     assert "\n" not in str(err.value)
+
+
+# -- property-based: the sweep loader never fails with anything but a one-line ConfigError -----------
+
+_SWEEP_KEYS = ("study", "models", "datasets", "seeds", "cluster", "qos", "results_dir", "gpus", "budget",
+               "data", "train", "eval", "description")  # fmt: skip
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(_SWEEP_KEYS), value=_VALUES)
+def test_fuzz_sweep_loader_any_value(key: str, value: object) -> None:
+    """Random values in every sweep field: a valid spec or a one-line ConfigError, nothing else."""
+    doc: dict[str, object] = {"study": "s", "models": ["q1"], "datasets": ["qd1"], key: value}
+    try:
+        spec = load_dataclass(SweepSpec, doc, "sweep.yaml")
+    except ConfigError as err:
+        assert "\n" not in str(err)  # noqa: PT017
+        return
+    assert _STUDY.fullmatch(spec.study)
+    assert all(math.isfinite(x) for x in _numbers(spec))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_fuzz_sweep_file_bytes(tmp_path_factory: pytest.TempPathFactory, content: bytes) -> None:
+    """Random bytes as the sweep file: ConfigError (one line) or a valid spec."""
+    path = tmp_path_factory.mktemp("fuzz") / "s.yaml"
+    path.write_bytes(content)
+    try:
+        load_sweep(path)
+    except ConfigError as err:
+        assert "\n" not in str(err)  # noqa: PT017
+
+
+def _numbers(obj: object) -> list[float]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [x for f in dataclasses.fields(obj) for x in _numbers(getattr(obj, f.name))]
+    if isinstance(obj, (list, tuple)):
+        return [x for v in obj for x in _numbers(v)]
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _numbers(v)]
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return [float(obj)]
+    return []

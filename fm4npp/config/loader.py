@@ -106,7 +106,12 @@ def load_dataclass(cls: type[T], data: Any, source: str, key: str = "") -> T:
 
 
 def _where(source: str, key: str) -> str:
-    return f"{source}: {key}" if key else source
+    return f"{printable(source)}: {printable(key)}" if key else printable(source)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so that an error message stays one line."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
@@ -209,7 +214,7 @@ def _convert_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
         if name not in fields:
             path = f"{key}.{name}" if key else str(name)
             raise ConfigError(
-                f"{source}: unknown key '{path}'{did_you_mean(str(name), fields)}; "
+                f"{printable(source)}: unknown key '{printable(path)}'{did_you_mean(str(name), fields)}; "
                 f"allowed keys{' under ' + key if key else ''}: {allowed_list(fields)}"
             )
     kwargs = {}
