@@ -194,3 +194,15 @@ def test_summaries_frame_keeps_good_runs(tmp_path: Path) -> None:
     frame = catalog.read_summaries(study_dir)
     assert isinstance(frame, pd.DataFrame)
     assert (frame["status"] == "done").sum() == 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["truncated_part", "loss_string"])
+def test_report_on_a_quoted_path_with_one_corrupt_run(
+    tmp_path: Path, how: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study_dir = _study(tmp_path / "it's res*")
+    cell = _corrupt(study_dir, how)
+    assert main(["report", str(study_dir), "--bootstrap", "20"]) == 0, capsys.readouterr().err
+    html = (study_dir / "report" / "index.html").read_text()
+    assert cell in html  # listed with its reason
