@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 import yaml
 from test_train_pretrain import _cfg, _Killed, _metrics, data_dir  # noqa: F401  (a fixture)
 
-from fm4npp.errors import TrainingError
+from fm4npp.errors import SubmitError, TrainingError
 from fm4npp.store import catalog, claim
 from fm4npp.sweep.plan import plan_file
 from fm4npp.sweep.status import study_status
@@ -269,3 +270,12 @@ def test_lost_catalog_does_not_resubmit_finished_cells(tmp_path: Path) -> None:
         rd = catalog.run_dir(plan.study_dir, cell.cell_id)
         assert rd.read_summary()["status"] == "done"  # type: ignore[index]
         assert not list(rd.logs.glob("summary-failed-*"))
+
+
+@pytest.mark.skipif(shutil.which("srun") is not None, reason="needs a machine without SLURM")
+def test_refused_submission_of_a_new_study_leaves_no_catalog(tmp_path: Path) -> None:
+    """Recording before launching must not leave a catalog when nothing could be launched."""
+    plan = plan_file(_sweep(tmp_path, ["q1"]), "perlmutter")
+    with pytest.raises(SubmitError, match="slurm profile"):
+        submit_plan(plan, cell_fn="standin", wait=False)
+    assert not catalog.catalog_path(plan.study_dir).exists()

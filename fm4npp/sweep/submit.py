@@ -191,6 +191,7 @@ def _submit_locked(
         )
         return replace(report, submitted={c.cell_id: "(dry run)" for c in todo}, scripts=scripts), []
     check_cell_fn(fn_spec)  # fail before submitting when the training entry point is missing
+    new_catalog = not catalog.catalog_path(study_dir).is_file()
     if todo:
         # record before launching: a catalog that cannot be written (held by a reader) stops here,
         # exit 5, with no job started
@@ -204,10 +205,19 @@ def _submit_locked(
     parallel = local_parallelism(prof, max_parallel)
     submitted: dict[str, str] = {}
     jobs: list[Any] = []
-    for group in groups:
-        rows, group_jobs = _submit_group(
-            group, prof, plan.qos, folder, job_name, fn_spec, parallel, study_dir
-        )
+    for i, group in enumerate(groups):
+        try:
+            rows, group_jobs = _submit_group(
+                group, prof, plan.qos, folder, job_name, fn_spec, parallel, study_dir
+            )
+        except SubmitError:
+            if i == 0 and new_catalog:  # the scheduler refused everything: leave no catalog behind
+                for path in (
+                    catalog.catalog_path(study_dir),
+                    Path(f"{catalog.catalog_path(study_dir)}.wal"),
+                ):
+                    path.unlink(missing_ok=True)
+            raise
         _record_submission(study_dir, rows)
         submitted.update({r["cell_id"]: r["job_id"] for r in rows})
         jobs += group_jobs
