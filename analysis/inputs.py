@@ -25,6 +25,7 @@ D_COLUMNS = ("n_tokens", "n_events")  # either names D for a plain table
 CATALOG_LOSS = {"final": "final_val_loss", "smoothed": "smoothed_val_loss"}
 CATALOG_D = {"events": "n_events", "hits": "n_hits"}
 # Statuses of cells that have not produced a result yet (finished_cells fills "planned" for no summary).
+MAX_POINTS_BYTES = 256 * 2**20  # a points file is a small table; anything larger is refused
 PENDING = ("planned", "submitted", "pending", "queued", "running", "nan", "None")
 
 
@@ -140,12 +141,34 @@ def load_points(path: str | Path) -> FitData:
     if not p.is_file():
         raise FitError(f"{p}: no such file; give a CSV or Parquet file of fit points")
     suffix = p.suffix.lower()
-    if suffix == ".csv":
-        df = pd.read_csv(p)
-    elif suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(p)
-    else:
+    if suffix not in (".csv", ".parquet", ".pq"):
         raise FitError(f"{p}: unknown file type '{suffix}'; allowed: .csv, .parquet")
+    if p.stat().st_size > MAX_POINTS_BYTES:
+        raise FitError(
+            f"{p}: file is larger than {MAX_POINTS_BYTES // 2**20} MiB; not a table of fit points"
+        )
+    try:
+        df = pd.read_csv(p) if suffix == ".csv" else pd.read_parquet(p)
+    except (
+        OSError,
+        ValueError,
+        UnicodeDecodeError,
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+    ) as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FitError(f"{p}: cannot read the table ({msg})") from None
+    if len(df) == 0:
+        raise FitError(f"{p}: the table has no rows")
+    for col in ("n_params", *D_COLUMNS, "loss", "flops"):
+        if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
+            bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
+            if bad.any():
+                raise FitError(
+                    f"{p}: column '{col}' must be numeric; row {int(bad.to_numpy().argmax())} is "
+                    f"{df[col][bad].iloc[0]!r}"
+                )
+            df[col] = pd.to_numeric(df[col], errors="coerce")
     return from_frame(df, source=str(p))
 
 
@@ -174,8 +197,8 @@ def from_cells(
             continue
         if status is not None and status[i] not in ("finished", "done", "completed"):
             why = f"status {status[i]}" + (f": {reason}" if isinstance(reason, str) and reason else "")
-        elif not np.isfinite(float(rec[l_col])) or float(rec[l_col]) <= 0:
-            why = f"{l_col} is {rec[l_col]} (diverged or missing)"
+        elif not _positive_finite(rec[l_col]):
+            why = f"{l_col} is {rec[l_col]!r} (diverged, missing or not a number)"
         if why:
             keep[i] = False
             excl.append((str(rec["cell_id"]), why))
@@ -196,6 +219,14 @@ def from_cells(
         df["seed"].to_numpy() if "seed" in df.columns else None, cell, source=source, d_unit=d_unit,
     )  # fmt: skip
     return replace(data, exclusions=tuple(excl))
+
+
+def _positive_finite(value: Any) -> bool:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isfinite(x) and x > 0)
 
 
 def as_fit_data(

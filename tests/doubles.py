@@ -24,6 +24,7 @@ from typing import Any
 from fm4npp.atomic import write_json
 from fm4npp.config import RunConfig
 from fm4npp.errors import Interrupted, TrainingError
+from fm4npp.store import claim
 from fm4npp.store.rundir import METRIC_COLUMNS, RunDir
 from fm4npp.sweep.job import CellFunctions, _job_environment
 
@@ -85,6 +86,7 @@ def standin_pretrain(
         nonlocal n_parts
         if rank != 0:
             return
+        claim.check(rd.path)  # fencing, as the real trainer (fm4npp.store.claim)
         if rows["step"]:
             rd.append_metrics(rows)
             n_parts += 1

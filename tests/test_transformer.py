@@ -108,7 +108,8 @@ def test_block_outputs_are_the_residual_contributions() -> None:
     model = FM4NPPModel(get_rung("tq1"), k=4, dropout=0.0).eval()
     feats = torch.rand(3, 12, 4)
     zs = model.block_outputs(feats)
-    assert len(zs) == 2 and all(z.shape == (3, 12, 14) for z in zs)
+    assert len(zs) == 2
+    assert all(z.shape == (3, 12, 14) for z in zs)
     x = model.embedding(feats) + zs[0] + zs[1]
     torch.testing.assert_close(model.head(model.norm_f(x)).unflatten(-1, (4, 3)), model(feats))
     other = FM4NPPModel(get_rung("tq1"), k=4, embed_seed=3)

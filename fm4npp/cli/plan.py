@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [c.row() for c in plan.cells]
     if args.json:
         print(
-            json.dumps(
+            _json(
                 {
                     "study": plan.spec.study,
                     "cluster": plan.cluster.name,
@@ -58,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
                         "node_hours": plan.total_node_hours,
                         "max_node_hours": plan.spec.budget.max_node_hours,
                     },
-                },
-                indent=2,
+                }
             )
         )
         return 0
@@ -74,6 +74,21 @@ def run(args: argparse.Namespace) -> int:
 
     print_plan(plan, diff)
     return 0
+
+
+def _json(doc: object) -> str:
+    """Strict JSON: a non-finite number (never expected after validation) becomes null, never NaN."""
+
+    def clean(v: object) -> object:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(doc), indent=2, allow_nan=False)
 
 
 def _write_csv(fh: TextIO, rows: list[dict[str, object]]) -> None:

@@ -25,6 +25,7 @@ STATE_STYLE = {
     "pending": "yellow",
     "preempted-requeued": "magenta",
     "failed": "red",
+    "corrupt": "red",
     "planned": "dim",
 }
 

@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--dry-run", action="store_true", help="print what would run (and each array's sbatch script)"
     )
     p.add_argument(
+        "--allow-over-budget",
+        action="store_true",
+        help="submit even when the plan is over budget.max_node_hours (as for plan)",
+    )
+    p.add_argument(
         "--retry-failed",
         action="store_true",
         help="resubmit failed cells (they resume from checkpoints)",
@@ -85,6 +90,7 @@ def _submit(args: argparse.Namespace) -> int:
             plan,
             dry_run=args.dry_run,
             retry_failed=args.retry_failed,
+            allow_over_budget=args.allow_over_budget,
             max_parallel=args.max_parallel,
             wait=args.wait,
             account=args.account,

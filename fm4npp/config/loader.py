@@ -7,7 +7,10 @@ path and the allowed keys or values (with a did-you-mean hint). Nothing is ever 
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -20,21 +23,81 @@ from fm4npp.errors import ConfigError, allowed_list, did_you_mean
 T = TypeVar("T")
 
 
+MAX_YAML_BYTES = 1 << 20  # a sweep file or cluster profile is a few KiB; 1 MiB is plenty
+MAX_YAML_NODES = 100_000  # nodes after expanding aliases: stops an alias bomb before it is built
+MAX_INT = 2**63 - 1  # every integer of a config fits an int64 (DuckDB BIGINT, torch, numpy)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing file, a parse error or a non-mapping is a ConfigError."""
+    """Read a YAML mapping; a missing, oversized, non-UTF-8 or binary file, a parse error, an alias bomb
+    or a non-mapping is a one-line ConfigError."""
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: {size} bytes; a config file must be under {MAX_YAML_BYTES} bytes")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); give a YAML file") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: binary file (NUL byte); give a YAML file")
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """Parse YAML text into a mapping (see :func:`read_yaml`)."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_expanded_size(node, source)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(err, 'problem', err)}") from None
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: YAML nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _check_expanded_size(root: yaml.Node, source: str) -> None:
+    """Count the nodes of the document with aliases expanded (memoised per node, so it is fast)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(f"{source}: recursive YAML alias; not allowed in a config")
+        active.add(key)
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(v) for v in node.value)
+        else:
+            total = 1
+        active.discard(key)
+        sizes[key] = total
+        if total > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{source}: YAML expands to more than {MAX_YAML_NODES} values (alias bomb?); not allowed"
+            )
+        return total
+
+    size(root)
 
 
 def load_dataclass(cls: type[T], data: Any, source: str, key: str = "") -> T:
@@ -43,7 +106,12 @@ def load_dataclass(cls: type[T], data: Any, source: str, key: str = "") -> T:
 
 
 def _where(source: str, key: str) -> str:
-    return f"{source}: {key}" if key else source
+    return f"{printable(source)}: {printable(key)}" if key else printable(source)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so that an error message stays one line."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
@@ -104,18 +172,30 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{_where(source, key)}: expected an integer, got {value!r}")
+                value = int(value)
+            else:
+                raise ConfigError(f"{_where(source, key)}: expected an integer, got {value!r}")
+        if not -MAX_INT - 1 <= value <= MAX_INT:
+            raise ConfigError(
+                f"{_where(source, key)}: {value} is out of range (an int64 is at most {MAX_INT})"
+            )
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
+            number = None
             if isinstance(value, str):
-                try:
-                    return float(value)  # YAML 1.1 reads 2e-4 as a string
-                except ValueError:
-                    pass
-            raise ConfigError(f"{_where(source, key)}: expected a number, got {value!r}")
-        return float(value)
+                with contextlib.suppress(ValueError):
+                    number = float(value)  # YAML 1.1 reads 2e-4 as a string
+            if number is None:
+                raise ConfigError(f"{_where(source, key)}: expected a number, got {value!r}")
+            value = number
+        try:
+            out = float(value)
+        except OverflowError:  # an integer beyond the float range
+            out = math.inf
+        if not math.isfinite(out):
+            raise ConfigError(f"{_where(source, key)}: expected a finite number, got {value!r}")
+        return out
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{_where(source, key)}: expected a string, got {value!r}")
@@ -134,7 +214,7 @@ def _convert_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
         if name not in fields:
             path = f"{key}.{name}" if key else str(name)
             raise ConfigError(
-                f"{source}: unknown key '{path}'{did_you_mean(str(name), fields)}; "
+                f"{printable(source)}: unknown key '{printable(path)}'{did_you_mean(str(name), fields)}; "
                 f"allowed keys{' under ' + key if key else ''}: {allowed_list(fields)}"
             )
     kwargs = {}
@@ -152,19 +232,42 @@ def _convert_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
     """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested mapping, returning a copy."""
-    out = yaml.safe_load(yaml.safe_dump(data))
+    out = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"{source}: override '{item}' must look like key.path=value")
+            raise ConfigError(f"{source}: override {item!r} must look like key.path=value")
         path, raw = item.split("=", 1)
         node = out
         parts = path.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"{source}: override {item!r}: empty key in {path.strip()!r}")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"{source}: override '{item}': '{part}' is not a mapping")
-        node[parts[-1]] = yaml.safe_load(raw)
+                raise ConfigError(f"{source}: override {item!r}: '{part}' is not a mapping")
+        if len(raw) > MAX_YAML_BYTES:
+            raise ConfigError(
+                f"{source}: override {path.strip()!r}: value longer than {MAX_YAML_BYTES} bytes"
+            )
+        node[parts[-1]] = _parse_override_value(raw, item, source)
     return typing.cast(dict[str, Any], out)
+
+
+def _parse_override_value(raw: str, item: str, source: str) -> Any:
+    """The value of ``key=value`` parsed as a YAML document (size-checked); errors are one line."""
+    where = f"{source}: override {item!r}"
+    try:
+        loader = yaml.SafeLoader(raw)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_expanded_size(node, where)
+            return loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as err:
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ConfigError(f"{where}: invalid YAML value: {problem}") from None
 
 
 def to_dict(obj: Any) -> Any:

@@ -7,10 +7,41 @@ Every field carries its unit in the name or in the comment; defaults cite their 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from fm4npp.errors import ConfigError
+
+MAX_SPLIT_EVENTS = 10_000_000  # validation/test events: the whole of TPCpp-10M at most
+MAX_SEED = 2**31 - 1  # seeds are INTEGER columns of the catalog and seed numpy/torch generators
+
+
+def _check_finite(prefix: str, obj: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{prefix}.{name} must be a finite number, got {value}")
+
+
+def _check_range(prefix: str, name: str, value: float, lo: float, hi: float, rule: str) -> None:
+    """``rule``: '[]' '[)' '(]' '()' — which ends are included."""
+    ok_lo = value >= lo if rule[0] == "[" else value > lo
+    ok_hi = value <= hi if rule[1] == "]" else value < hi
+    if not (ok_lo and ok_hi):
+        raise ConfigError(f"{prefix}.{name} must be in {rule[0]}{lo:g}, {hi:g}{rule[1]}, got {value}")
+
+
+def check_seeds(prefix: str, seeds: tuple[int, ...]) -> None:
+    """Seeds: non-empty, unique, each in [0, 2^31)."""
+    if not seeds:
+        raise ConfigError(f"{prefix} must list at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{prefix}: duplicate entries in {list(seeds)}")
+    for s in seeds:
+        if not 0 <= s <= MAX_SEED:
+            raise ConfigError(f"{prefix}: seed {s} must be in [0, {MAX_SEED}]")
+
 
 Order = Literal["EPR", "RPE", "REP", "PER", "r", "zorder", "hilbert"]
 Mode = Literal["fixed", "compat"]
@@ -33,8 +64,18 @@ class DataConfig:
         for name in ("val_events", "test_events", "max_hits"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"data.{name} must be > 0, got {getattr(self, name)}")
+        _check_finite("data", self, ("hits_per_event",))
         if self.hits_per_event <= 0:
             raise ConfigError(f"data.hits_per_event must be > 0, got {self.hits_per_event}")
+        for name in ("val_events", "test_events"):
+            if getattr(self, name) > MAX_SPLIT_EVENTS:
+                raise ConfigError(f"data.{name} must be ≤ {MAX_SPLIT_EVENTS}, got {getattr(self, name)}")
+        if self.max_hits > 1_000_000:
+            raise ConfigError(f"data.max_hits must be ≤ 1000000, got {self.max_hits}")
+        if not 0 <= self.split_seed <= MAX_SEED:
+            raise ConfigError(f"data.split_seed must be in [0, {MAX_SEED}], got {self.split_seed}")
+        if not 1 <= self.workers <= 4096:
+            raise ConfigError(f"data.workers must be in [1, 4096], got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -63,8 +104,22 @@ class TrainConfig:
     allow_slow_fallback: bool = False  # a CUDA run without mamba_ssm kernels is an error unless set
 
     def __post_init__(self) -> None:
+        _check_finite(
+            "train", self,
+            ("epochs", "lr", "lr_min", "warmup_fraction", "weight_decay", "beta1", "beta2",
+             "clip_grad_norm", "dropout"),
+        )  # fmt: skip
         if self.epochs <= 0:
             raise ConfigError(f"train.epochs must be > 0, got {self.epochs}")
+        if self.epochs > 1e6:
+            raise ConfigError(f"train.epochs must be ≤ 1e6, got {self.epochs}")
+        _check_range("train", "beta1", self.beta1, 0, 1, "[)")
+        _check_range("train", "beta2", self.beta2, 0, 1, "[)")
+        _check_range("train", "dropout", self.dropout, 0, 1, "[)")
+        _check_range("train", "weight_decay", self.weight_decay, 0, math.inf, "[)")
+        _check_range("train", "clip_grad_norm", self.clip_grad_norm, 0, math.inf, "[)")
+        if self.threads < 0:
+            raise ConfigError(f"train.threads must be ≥ 0 (0 = torch's default), got {self.threads}")
         if self.batch_events <= 0 or self.micro_batch_events <= 0:
             raise ConfigError("train.batch_events and train.micro_batch_events must be > 0")
         if self.batch_events % self.micro_batch_events:
@@ -110,6 +165,17 @@ class EvalConfig:
             raise ConfigError("eval.labelled_events must be a non-empty list of positive event counts")
         if not self.seeds:
             raise ConfigError("eval.seeds must not be empty")
+        check_seeds("eval.seeds", self.seeds)
+        if not self.tasks:
+            raise ConfigError("eval.tasks must list at least one of: noise, pid, tracking")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"eval.tasks: duplicate entries in {list(self.tasks)}")
+        _check_finite("eval", self, ("lr",))
+        if self.lr <= 0:
+            raise ConfigError(f"eval.lr must be > 0, got {self.lr}")
+        for name in ("epochs", "batch_events", "n_queries", "head_width", "min_hits"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"eval.{name} must be ≥ 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

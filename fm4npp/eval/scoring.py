@@ -13,6 +13,7 @@ Every problem raises a one-line :class:`~fm4npp.errors.DataError` naming the fil
 
 from __future__ import annotations
 
+import gzip
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ TRACKS_COLUMNS = ("event_id", "hit_id", "track_id")
 PARTICLES_COLUMNS = ("event_id", "particle_id", "pt", "eta")
 _INT_COLUMNS = {"event_id", "hit_id", "particle_id", "track_id"}
 _SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+MAX_TABLE_BYTES = 1 << 30  # uncompressed bytes of one table (a .csv.gz bomb is refused, not expanded)
 
 
 def load_table(path: str | Path, required: tuple[str, ...], kind: str) -> pd.DataFrame:
@@ -44,9 +46,10 @@ def load_table(path: str | Path, required: tuple[str, ...], kind: str) -> pd.Dat
         )
     if not path.is_file():
         raise DataError(f"{path}: {kind} file not found")
+    _check_size(path, kind)
     try:
         df = pd.read_parquet(path) if name.endswith((".parquet", ".pq")) else pd.read_csv(path)
-    except (OSError, ValueError) as err:  # pandas/pyarrow parse errors are ValueErrors
+    except (OSError, ValueError, EOFError, pd.errors.EmptyDataError) as err:  # parse errors: ValueError
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"{path}: cannot read {kind} table ({msg})") from None
     missing = [c for c in required if c not in df.columns]
@@ -57,6 +60,8 @@ def load_table(path: str | Path, required: tuple[str, ...], kind: str) -> pd.Dat
     for col in df.columns:
         if col in _INT_COLUMNS:
             df[col] = _as_int(df[col], path, kind, col)
+        elif col == "primary":
+            df[col] = _as_flag(df[col], path, kind)
         elif col in ("pt", "eta", "weight", "x", "y", "z"):
             values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
             if not np.isfinite(values).all():
@@ -65,11 +70,74 @@ def load_table(path: str | Path, required: tuple[str, ...], kind: str) -> pd.Dat
     return df
 
 
+def _check_size(path: Path, kind: str) -> None:
+    """Refuse tables whose data exceed :data:`MAX_TABLE_BYTES` (a .csv.gz bomb is caught while
+    streaming, before pandas builds anything)."""
+    limit = MAX_TABLE_BYTES
+    too_big = DataError(f"{path}: {kind} table is larger than {limit} bytes uncompressed; not allowed")
+    name = path.name.lower()
+    if path.stat().st_size > limit:
+        raise too_big
+    if name.endswith(".gz"):
+        total = 0
+        try:
+            with gzip.open(path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    total += len(chunk)
+                    if total > limit:
+                        raise too_big
+        except (OSError, EOFError) as err:
+            raise DataError(f"{path}: cannot read {kind} table ({err})") from None
+    elif name.endswith((".parquet", ".pq")):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as err:
+            raise DataError(f"{path}: cannot read {kind} table ({err})") from None
+        if sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) > limit:
+            raise too_big
+
+
 def _as_int(col: pd.Series, path: Path, kind: str, name: str) -> np.ndarray:
+    """Exact int64 ids: integer columns are taken as they are (never through float64, which merges ids
+    ≥ 2^53); float columns only when integral and below 2^53; strings parsed as integers."""
+    bad = DataError(f"{path}: {kind} column '{name}' must hold integers without missing values")
+    if col.dtype == object:
+        try:
+            return np.array([int(str(v).strip()) for v in col], dtype=np.int64)
+        except (ValueError, OverflowError):
+            raise bad from None
+    if pd.api.types.is_bool_dtype(col):
+        raise bad
+    if pd.api.types.is_integer_dtype(col):
+        if (
+            pd.api.types.is_unsigned_integer_dtype(col)
+            and len(col)
+            and col.max() > np.iinfo(np.int64).max
+        ):
+            raise DataError(f"{path}: {kind} column '{name}' has ids beyond the int64 range")
+        return col.to_numpy(dtype=np.int64)
     values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
     if not np.isfinite(values).all() or (values != np.round(values)).any():
-        raise DataError(f"{path}: {kind} column '{name}' must hold integers without missing values")
+        raise bad
+    if (np.abs(values) >= 2.0**53).any():
+        raise DataError(
+            f"{path}: {kind} column '{name}' has ids ≥ 2^53 stored as floating point (not exact); "
+            "store them as integers"
+        )
     return values.astype(np.int64)
+
+
+def _as_flag(col: pd.Series, path: Path, kind: str) -> np.ndarray:
+    """``primary``: booleans, or the numbers 0/1."""
+    if pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=bool)
+    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isin(values, (0.0, 1.0)).all():
+        raise DataError(f"{path}: {kind} column 'primary' must hold true/false or 0/1 values")
+    return values.astype(bool)
 
 
 def _check_unique(df: pd.DataFrame, keys: list[str], path: Path, kind: str) -> None:

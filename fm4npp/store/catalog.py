@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from fm4npp.errors import StoreError
+from fm4npp.store.integrity import metrics_part_problem, read_summary_checked, run_problem
 from fm4npp.store.rundir import EVAL_COLUMNS, METRIC_COLUMNS, RunDir
 
 CELL_COLUMNS = {
@@ -97,6 +98,10 @@ def open_catalog(study_dir: Path, read_only: bool = False) -> Iterator[duckdb.Du
     path = catalog_path(study_dir)
     if read_only and not path.is_file():
         raise StoreError(f"{path}: no catalog here; run `fm4npp-sweep plan SWEEP` first")
+    if "?" in str(path.resolve()):  # DuckDB reads '?' in a database path as URL parameters
+        raise StoreError(
+            f"{path}: DuckDB cannot keep a catalog under a path with '?'; rename the directory"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         con = duckdb.connect(str(path), read_only=read_only)
@@ -113,37 +118,67 @@ def open_catalog(study_dir: Path, read_only: bool = False) -> Iterator[duckdb.Du
         con.close()
 
 
+def sql_string(value: str) -> str:
+    """A SQL string literal: the one way a value is pasted into DuckDB DDL (views cannot be prepared)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_path(path: Path | str) -> str:
+    """A literal path for DuckDB's file readers: glob characters ``* ? [`` escaped as ``[*] [?] [[]``
+    (DuckDB globs every path it reads) and quoted by :func:`sql_string`."""
+    text = "".join(f"[{ch}]" if ch in "*?[" else ch for ch in str(path))
+    return sql_string(text)
+
+
+def _path_list(paths: list[Path]) -> str:
+    return "[" + ", ".join(sql_path(p) for p in paths) + "]"
+
+
 def _refresh_views(con: duckdb.DuckDBPyConnection, study_dir: Path) -> None:
+    """Views over explicit lists of the run directories' readable files (never a glob of the study
+    path: ``results_dir: res*`` must not read a sibling study; unreadable files are left out)."""
     root = study_dir.resolve()
-    metric_glob = root / "runs" / "*" / "metrics" / "*.parquet"
-    summaries = root / "runs" / "*" / "summary.json"
     cols = ", ".join(METRIC_COLUMNS)
-    if list(root.glob("runs/*/metrics/*.parquet")):
+    parts = [p for p in sorted(root.glob("runs/*/metrics/*.parquet")) if metrics_part_problem(p) is None]
+    if parts:
         con.execute(
-            f"CREATE OR REPLACE VIEW losses AS SELECT regexp_extract(filename, 'runs/([^/]+)/metrics', 1) "
-            f"AS cell_id, {cols} FROM read_parquet('{metric_glob}', filename = true)"
+            "CREATE OR REPLACE VIEW losses AS SELECT "
+            "regexp_extract(filename, '/runs/([^/]+)/metrics/[^/]+$', 1) "
+            f"AS cell_id, {cols} FROM read_parquet({_path_list(parts)}, filename = true)"
         )
     else:
         typed = ", ".join(f"CAST(NULL AS DOUBLE) AS {c}" for c in METRIC_COLUMNS)
         con.execute(
             f"CREATE OR REPLACE VIEW losses AS SELECT CAST(NULL AS VARCHAR) AS cell_id, {typed} LIMIT 0"
         )
-    present = [str(root / pat) for pat in EVAL_GLOBS if list(root.glob(pat))]
-    if present:
-        files = ", ".join(f"'{g}'" for g in present)
+    evals = [p for pat in EVAL_GLOBS for p in sorted(root.glob(pat)) if _eval_readable(p)]
+    if evals:
         con.execute(
             f"CREATE OR REPLACE VIEW evals AS SELECT {', '.join(EVAL_COLUMNS)} "
-            f"FROM read_parquet([{files}], union_by_name = true)"
+            f"FROM read_parquet({_path_list(evals)}, union_by_name = true)"
         )
     else:
         typed = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in EVAL_COLUMNS)
         con.execute(f"CREATE OR REPLACE VIEW evals AS SELECT {typed} LIMIT 0")
-    if list(root.glob("runs/*/summary.json")):
+    summaries = [p for p in sorted(root.glob("runs/*/summary.json")) if read_summary_checked(p)[0]]
+    if summaries:
         con.execute(
-            f"CREATE OR REPLACE VIEW runs AS SELECT * FROM read_json_auto('{summaries}', union_by_name = true)"
+            "CREATE OR REPLACE VIEW runs AS SELECT * FROM "
+            f"read_json_auto({_path_list(summaries)}, union_by_name = true)"
         )
     else:
         con.execute("CREATE OR REPLACE VIEW runs AS SELECT CAST(NULL AS VARCHAR) AS cell_id LIMIT 0")
+
+
+def _eval_readable(path: Path) -> bool:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, pa.ArrowException):
+        return False
+    return all(c in names for c in EVAL_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -204,14 +239,20 @@ def submissions(study_dir: Path) -> pd.DataFrame:
 
 
 def read_summaries(study_dir: Path) -> pd.DataFrame:
-    """One row per run directory with a summary.json (any status)."""
+    """One row per run directory with a summary.json or metrics (any status). A run with an unreadable
+    file (summary or metrics part) gets status ``corrupt`` and the file and why as its reason."""
     rows = []
-    for path in sorted((Path(study_dir) / "runs").glob("*/summary.json")):
-        try:
-            rows.append(json.loads(path.read_text()))
-        except json.JSONDecodeError:
+    runs = Path(study_dir) / "runs"
+    dirs = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    for path in dirs:
+        rd = RunDir(path)
+        why = run_problem(rd)
+        if why:
+            rows.append({"cell_id": path.name, "status": "corrupt", "reason": why})
             continue
-        rows[-1].setdefault("cell_id", path.parent.name)
+        summary, _ = read_summary_checked(rd.summary_file)
+        if summary is not None:
+            rows.append({**summary, "cell_id": summary.get("cell_id") or path.name})
     return pd.DataFrame(rows)
 
 

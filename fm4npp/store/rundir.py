@@ -29,6 +29,7 @@ import yaml
 from fm4npp.atomic import write_json, write_parquet, write_text
 from fm4npp.config import RunConfig, load_dataclass, to_dict
 from fm4npp.errors import StoreError
+from fm4npp.store import claim
 from fm4npp.store.record import CellState, RunRecord
 
 #: Columns of every ``metrics/part-<k>.parquet`` (one row per logged step).
@@ -126,6 +127,7 @@ class RunDir:
     # -- records ------------------------------------------------------------------------------------
     def write_pretrain(self, result: dict[str, Any]) -> None:
         """The trainer's result (``status`` done or failed); the job's final record carries it."""
+        claim.check(self.path)  # fencing: a trainer that lost its claim never writes
         write_json(self.pretrain_file, result)
 
     def read_pretrain(self) -> dict[str, Any] | None:
@@ -133,6 +135,7 @@ class RunDir:
 
     def write_record(self, record: RunRecord) -> None:
         """``summary.json``: written once per run, last (a retry sets the old one aside first)."""
+        claim.check(self.path)
         write_json(self.summary_file, record.to_json())
 
     def read_record(self) -> RunRecord | None:

@@ -3,10 +3,15 @@
 A profile is ``local`` (submitit's local executor on this machine) or ``slurm`` (any SLURM cluster),
 plus site settings: account, constraint, QOS limits and charge factors, GPUs per node, array limits,
 and the numbers the cost model needs (GPU peak, optional calibrated throughput).
+
+Every value that reaches an sbatch script is checked here, at load time, against a documented character
+set (:data:`SBATCH_CHARSETS`): no control characters, no whitespace, no quotes. ``setup`` lines are shell
+by design, but each must be one line without control characters. The renderer re-checks its output.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,6 +20,51 @@ from fm4npp.config import load_dataclass, read_yaml
 from fm4npp.errors import ConfigError, allowed_list, did_you_mean
 
 CLUSTER_DIR = Path(__file__).resolve().parents[2] / "sweeps" / "clusters"
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.+-]*"
+#: Allowed characters of the values that end up in ``#SBATCH`` lines (each must match in full).
+SBATCH_CHARSETS: dict[str, tuple[str, str]] = {
+    "account": (_NAME, "letters, digits and _ . + - (starting with a letter or digit)"),
+    "qos": (_NAME, "letters, digits and _ . + - (starting with a letter or digit)"),
+    "job_name": (_NAME, "letters, digits and _ . + - (starting with a letter or digit)"),
+    "partition": (rf"{_NAME}(,{_NAME})*", "comma-separated names of letters, digits and _ . + -"),
+    # SLURM feature expressions: gpu, gpu&hbm80g, [a|b], a*2, !x
+    "constraint": (r"[A-Za-z0-9_.,&|*:!()\[\]-]+", "letters, digits and _ . , & | * : ! ( ) [ ] -"),
+    # closest, none, map_gpu:0,1, mask_gpu:0x1, verbose,closest, single:2
+    "gpu_bind": (r"[A-Za-z0-9_.,:]+", "letters, digits and _ . , :"),
+    "extra_sbatch key": (r"[a-z][a-z0-9-]*", "lower-case letters, digits and - (e.g. --mail-type)"),
+    "extra_sbatch value": (r"[A-Za-z0-9_.,:@%=+/-]+", "letters, digits and _ . , : @ % = + / -"),
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_sbatch_value(kind: str, value: str, where: str = "") -> str:
+    """``value`` if it matches the character set of ``kind`` (:data:`SBATCH_CHARSETS`), else ConfigError."""
+    pattern, desc = SBATCH_CHARSETS[kind]
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}{kind} {value!r} is not allowed; allowed characters: {desc}")
+    return value
+
+
+def check_one_line(value: str, what: str) -> str:
+    """A value that may be shell but must stay one line: no control characters (newline, CR, NUL...)."""
+    if _CONTROL.search(value):
+        raise ConfigError(
+            f"{what}: {value!r} contains a control character (newline, tab, ...); not allowed"
+        )
+    return value
+
+
+def parse_extra_sbatch(opt: str, where: str) -> tuple[str, str | bool]:
+    """``--key=value`` or ``--flag`` → (submitit key, value), both checked against their character sets."""
+    if not opt.startswith("--"):
+        raise ConfigError(f"{where}: extra_sbatch entry {opt!r} must look like --key=value")
+    key, sep, value = opt[2:].partition("=")
+    check_sbatch_value("extra_sbatch key", key, where)
+    if sep:
+        check_sbatch_value("extra_sbatch value", value, where)
+    return key.replace("-", "_"), value if sep else True
 
 
 @dataclass(frozen=True)
@@ -29,8 +79,10 @@ class QosConfig:
     def __post_init__(self) -> None:
         if self.max_wall_min <= 0:
             raise ConfigError(f"max_wall_min must be > 0, got {self.max_wall_min}")
-        if self.charge_factor < 0:
-            raise ConfigError(f"charge_factor must be >= 0, got {self.charge_factor}")
+        if not 0 <= self.charge_factor < float("inf"):
+            raise ConfigError(f"charge_factor must be >= 0 and finite, got {self.charge_factor}")
+        if self.max_nodes < 0:
+            raise ConfigError(f"max_nodes must be >= 0, got {self.max_nodes}")
 
 
 @dataclass(frozen=True)
@@ -67,10 +119,42 @@ class ClusterProfile:
             raise ConfigError(
                 f"default_qos '{self.default_qos}' is not among the profile's qos: {allowed_list(self.qos)}"
             )
-        if self.peak_tflops <= 0 or not 0 < self.mfu <= 1:
+        if not 0 < self.peak_tflops < float("inf") or not 0 < self.mfu <= 1:
             raise ConfigError("peak_tflops must be > 0 and mfu in (0, 1]")
         if self.kind == "slurm" and self.gpus_per_node <= 0:
             raise ConfigError("gpus_per_node must be > 0 for a slurm profile")
+        self._check_sbatch_values()
+
+    def _check_sbatch_values(self) -> None:
+        where = f"cluster '{self.name}'" if self.name.isprintable() else "cluster profile"
+        check_one_line(self.name, "cluster name")
+        for q in self.qos:
+            check_sbatch_value("qos", q, where)
+        for kind in ("account", "partition", "constraint", "gpu_bind"):
+            value = getattr(self, kind)
+            if value is not None:
+                check_sbatch_value(kind, value, where)
+        for line in self.setup:
+            check_one_line(line, f"{where}: setup")
+        for opt in self.extra_sbatch:
+            parse_extra_sbatch(opt, where)
+        for name, value in (
+            ("cpus_per_task", self.cpus_per_task),
+            ("max_array_size", self.max_array_size),
+            ("signal_delay_s", self.signal_delay_s),
+        ):
+            if value < 1 if name != "signal_delay_s" else value < 0:
+                raise ConfigError(
+                    f"{where}: {name} must be ≥ {int(name != 'signal_delay_s')}, got {value}"
+                )
+        for name in ("array_parallelism", "max_num_timeout", "max_parallel", "gpus_per_node"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}: {name} must be ≥ 0, got {getattr(self, name)}")
+        if not 0 <= self.mem_gb < 1e7:
+            raise ConfigError(f"{where}: mem_gb must be in [0, 1e7), got {self.mem_gb}")
+        for rung, tput in self.throughput_events_per_s.items():
+            if not 0 < tput < float("inf"):
+                raise ConfigError(f"{where}: throughput_events_per_s.{rung} must be > 0 and finite")
 
     def get_qos(self, name: str | None, source: str = "") -> tuple[str, QosConfig]:
         qname = name or self.default_qos

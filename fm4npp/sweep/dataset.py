@@ -46,6 +46,7 @@ def ensure_dataset(plan: Plan, *, progress: bool = True, seed: int = 12345) -> P
         from fm4npp.data.gun import GunConfig
 
         gun = GunConfig() if spec.data.source == "gun" else None
+        data_dir.parent.mkdir(parents=True, exist_ok=True)  # a new study: no `plan` needed before
         generate_dataset(
             data_dir, pool_size(plan), seed=seed, workers=spec.data.workers, gun=gun, progress=progress
         )

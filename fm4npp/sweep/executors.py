@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -17,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from fm4npp.errors import ConfigError, SubmitError
-from fm4npp.sweep.clusters import ClusterProfile, QosConfig
+from fm4npp.sweep.clusters import (
+    ClusterProfile,
+    QosConfig,
+    check_one_line,
+    check_sbatch_value,
+    parse_extra_sbatch,
+)
 from fm4npp.sweep.plan import PlannedCell
 
 WALL_SAFETY = 1.25  # requested time = 1.25 × the cost model's wall time (its MFU is a guess) ...
@@ -66,12 +73,8 @@ def _extra_sbatch(cluster: ClusterProfile) -> dict[str, str | bool]:
     """``extra_sbatch: ["--exclusive", "--mail-type=END"]`` → submitit's ``additional_parameters``."""
     extra: dict[str, str | bool] = {}
     for opt in cluster.extra_sbatch:
-        if not opt.startswith("--"):
-            raise ConfigError(
-                f"cluster '{cluster.name}': extra_sbatch entry '{opt}' must look like --key=value"
-            )
-        key, sep, value = opt[2:].partition("=")
-        extra[key.replace("-", "_")] = value if sep else True
+        key, value = parse_extra_sbatch(opt, f"cluster '{cluster.name}'")
+        extra[key] = value
     if cluster.gpu_bind:
         extra["gpu_bind"] = cluster.gpu_bind
     return extra
@@ -80,7 +83,12 @@ def _extra_sbatch(cluster: ClusterProfile) -> dict[str, str | bool]:
 def slurm_parameters(
     group: ArrayGroup, cluster: ClusterProfile, qos_name: str, account: str | None, job_name: str
 ) -> dict[str, Any]:
-    """submitit ``SlurmExecutor.update_parameters`` keywords for one array."""
+    """submitit ``SlurmExecutor.update_parameters`` keywords for one array (values checked again)."""
+    where = f"cluster '{cluster.name}'"
+    check_sbatch_value("job_name", job_name, where)
+    check_sbatch_value("qos", qos_name, where)
+    if account is not None:
+        check_sbatch_value("account", account, where)
     params: dict[str, Any] = {
         "job_name": job_name,
         "time": group.time_min,
@@ -122,14 +130,49 @@ def render_sbatch(
     """The exact sbatch script submitit writes for ``group`` (``--dry-run``; golden tests)."""
     from submitit.slurm import slurm as submitit_slurm
 
+    check_one_line(str(folder), "results_dir")
     params = slurm_parameters(group, cluster, qos_name, account, job_name)
     command = " ".join(
         [python or python_command(), "-u -m submitit.core._submit", shlex.quote(str(folder))]
     )
     map_count = len(group.cells) if len(group.cells) > 1 else None
-    return str(
+    script = str(
         submitit_slurm._make_sbatch_string(command=command, folder=folder, map_count=map_count, **params)
     )
+    check_script(script, list(cluster.setup))
+    return script
+
+
+_DIRECTIVE = re.compile(r"#SBATCH --[a-z][a-z0-9-]*(=(?P<value>.+))?")
+
+
+def _split(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return []
+
+
+def check_script(script: str, setup: list[str]) -> None:
+    """Defence in depth: every line of a rendered sbatch script is blank, the shebang, a comment or an
+    ``#SBATCH --key[=value]`` directive, one of the profile's ``setup`` lines, or submitit's export and
+    ``srun ... python -u -m submitit.core._submit FOLDER`` command line."""
+    for line in script.split("\n"):
+        if line == "" or line in setup or line == "export SUBMITIT_EXECUTOR=slurm":
+            continue
+        if line.startswith("#SBATCH"):
+            m = _DIRECTIVE.fullmatch(line)
+            if not m or (m["value"] is not None and len(_split(m["value"])) != 1):
+                raise ConfigError(f"sbatch script: malformed directive {line!r}; a value is not allowed")
+            continue
+        if line.startswith("#") and not line.startswith("#SBATCH"):
+            continue
+        words = _split(line)
+        if not (
+            words[:2] == ["srun", "--unbuffered"]
+            and words[-4:-1] == ["-u", "-m", "submitit.core._submit"]
+        ):
+            raise ConfigError(f"sbatch script: unexpected line {line!r}; a value is not allowed")
 
 
 def local_parallelism(cluster: ClusterProfile, max_parallel: int | None) -> int:
@@ -161,6 +204,7 @@ def make_executor(
             setup=list(cluster.setup),
         )
         return ex
+    check_one_line(str(folder), "results_dir")
     try:
         ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=group.max_num_timeout)
     except RuntimeError as err:  # no srun on this machine

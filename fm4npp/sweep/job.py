@@ -34,6 +34,7 @@ from typing import IO, Any
 
 from fm4npp.config import RunConfig
 from fm4npp.errors import FM4NPPError, Interrupted
+from fm4npp.store import claim
 from fm4npp.store.record import CellState, RunRecord
 from fm4npp.store.rundir import RunDir
 from fm4npp.sweep.scheduler import parse_duration_s
@@ -212,6 +213,8 @@ class CellJob:
         with contextlib.ExitStack() as stack:
             if self.slots_dir:
                 stack.enter_context(local_slot(Path(self.slots_dir), self.max_parallel, job_id))
+            if rank == 0:  # one owner per run directory; a live owner elsewhere → ClaimError, no summary
+                stack.enter_context(claim.claimed(Path(self.run_dir), job_id))
             return self._run(RunDir(Path(self.run_dir)), rank, sig, env, job_id)
 
     def _run(self, rd: RunDir, rank: int, sig: _Signals, env: Any, job_id: str) -> RunRecord | None:
@@ -233,6 +236,8 @@ class CellJob:
                 when = "between pretraining and evaluation"
                 raise Interrupted(-1, rd.last_checkpoint, when=when)
             evaluation = self.cell_fns.evaluate(self.cfg, rd.path)
+        except claim.ClaimError:
+            raise  # another trainer owns the run directory: its files are not ours to touch
         except Interrupted as err:
             log.warning("cell %s interrupted (%s): checkpointed, requeuing", self.cfg.cell_id, err)
             self._requeue(rank, sig, rd)

@@ -18,15 +18,19 @@ Precedence: dataclass defaults, then the file, then ``--set key.path=value``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fm4npp.config import DataConfig, EvalConfig, TrainConfig, apply_overrides, load_dataclass, read_yaml
+from fm4npp.config.schema import check_seeds
 from fm4npp.errors import ConfigError
 from fm4npp.model.ladder import get_dataset, get_rung
 
-_STUDY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_STUDY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # used with fullmatch ("t\n" is refused)
+MAX_GPUS = 2**20  # GPUs per cell (the catalog's INTEGER columns; no machine has more)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,11 @@ class BudgetConfig:
     max_node_hours: float | None = None  # refuse plans above this unless --allow-over-budget
 
     def __post_init__(self) -> None:
-        if self.max_node_hours is not None and self.max_node_hours <= 0:
-            raise ConfigError(f"budget.max_node_hours must be > 0, got {self.max_node_hours}")
+        if self.max_node_hours is not None and not 0 < self.max_node_hours < math.inf:
+            raise ConfigError(
+                f"budget.max_node_hours must be > 0 and finite (or null: no budget), "
+                f"got {self.max_node_hours}"
+            )
 
 
 @dataclass(frozen=True)
@@ -55,17 +62,23 @@ class SweepSpec:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        if not _STUDY_RE.match(self.study):
-            raise ConfigError(f"study: '{self.study}' must be letters, digits, '.', '_' or '-'")
+        if not _STUDY_RE.fullmatch(self.study):
+            raise ConfigError(f"study: {self.study!r} must be letters, digits, '.', '_' or '-'")
+        if not self.results_dir or _CONTROL_RE.search(self.results_dir) or "?" in self.results_dir:
+            raise ConfigError(
+                f"results_dir: {self.results_dir!r} must be a non-empty path without control characters "
+                "or '?' (DuckDB reads it as URL parameters)"
+            )
         for key in ("models", "datasets", "seeds"):
             values = getattr(self, key)
             if not values:
                 raise ConfigError(f"{key}: must list at least one entry")
             if len(set(values)) != len(values):
                 raise ConfigError(f"{key}: duplicate entries in {list(values)}")
+        check_seeds("seeds", self.seeds)
         for name, g in self.gpus.items():
-            if g <= 0:
-                raise ConfigError(f"gpus.{name}: must be > 0, got {g}")
+            if not 0 < g <= MAX_GPUS:
+                raise ConfigError(f"gpus.{name}: must be in [1, {MAX_GPUS}], got {g}")
 
     @property
     def study_dir(self) -> Path:

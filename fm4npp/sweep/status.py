@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fm4npp.errors import StoreError, SubmitError, allowed_list
-from fm4npp.store import catalog
+from fm4npp.store import catalog, claim
+from fm4npp.store.integrity import run_problem
 from fm4npp.store.record import ACTIVE, CellState
 from fm4npp.store.rundir import RunDir
 from fm4npp.sweep.scheduler import GONE, JobInfo, is_local, job_infos, local_pid, submitit_job_id
@@ -33,7 +34,7 @@ _REQUEUED = {"REQUEUED", "PREEMPTED"}
 @dataclass(frozen=True)
 class CellStatus:
     cell_id: str
-    state: CellState  # planned | pending | running | done | failed | preempted-requeued
+    state: CellState  # planned | pending | running | done | failed | preempted-requeued | corrupt
     reason: str
     attempts: int  # submissions + scheduler requeues
     elapsed_s: float | None
@@ -106,11 +107,14 @@ def _derive(
     def make(state: CellState, reason: str, elapsed: float | None) -> CellStatus:
         return CellStatus(cell_id, state, reason, attempts, elapsed, _last_loss(rd), log_path, job_id)
 
-    if phase is CellState.CORRUPT:
+    problem = run_problem(rd)  # an unreadable summary or metrics part: corrupt, naming the file
+    if phase is CellState.CORRUPT and problem is None:
         try:
             rd.read_record()
         except StoreError as err:
-            return make(CellState.FAILED, str(err), None)
+            problem = str(err)
+    if problem is not None:
+        return make(CellState.CORRUPT, problem, None)
     if phase in _FINAL:
         record = rd.read_record()
         if record is None:  # the trainer's own failure record (``fm4npp-sweep train``)
@@ -120,6 +124,9 @@ def _derive(
         return make(phase, record.reason or "", record.wall_time_s)
     if phase is CellState.EVALUATING and info is not None and info.state in ("RUNNING", "COMPLETING"):
         return make(CellState.RUNNING, "downstream evaluation", info.elapsed_s)
+    owner = claim.live_owner(rd.path)
+    if owner is not None:  # a live trainer holds the run directory, whatever the scheduler says
+        return make(CellState.RUNNING, f"owned by {claim.describe(owner)}", info.elapsed_s if info else None)
     if sub is None:
         return make(CellState.PLANNED, "", None)
     age_s = (
@@ -152,6 +159,10 @@ def study_status(study_dir: Path) -> list[CellStatus]:
     study_dir = Path(study_dir)
     if not study_dir.is_dir():
         raise StoreError(f"{study_dir}: no such study directory")
+    if not catalog.catalog_path(study_dir).is_file() and (study_dir / "runs").is_dir():
+        # the catalog is gone: the run directories still say what finished
+        runs = sorted(p.name for p in (study_dir / "runs").iterdir() if p.is_dir())
+        return cell_statuses(study_dir, runs)
     cells = catalog.planned_cells(study_dir)
     return cell_statuses(study_dir, [str(c) for c in cells["cell_id"]])
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fm4npp.errors import ConfigError, SubmitError
+from fm4npp.errors import ConfigError, StoreError, SubmitError
 from fm4npp.store import catalog
 from fm4npp.store.record import ACTIVE, CellState
 from fm4npp.store.rundir import RunDir
@@ -31,10 +31,12 @@ from fm4npp.sweep.executors import (
     render_sbatch,
 )
 from fm4npp.sweep.job import REAL_CELL, CellFunctions, CellJob
-from fm4npp.sweep.plan import Plan, PlannedCell, record_plan
+from fm4npp.sweep.plan import Plan, PlannedCell, check_budget, record_plan
 from fm4npp.sweep.scheduler import local_job_id
 from fm4npp.sweep.status import CellStatus, cell_statuses
 
+SUBMIT_LOCK_WAIT_S = 120.0  # a concurrent submit of the same study: wait this long for it
+RECORD_RETRY_S = 60.0  # a launched job's record waits this long for a reader to let go of the catalog
 POLL_S = 2.0  # --wait: seconds between status refreshes
 LOCAL_EXIT_POLL_S = 0.1  # all cells finished: waiting for the local controllers to exit
 _DETACHED: list[Any] = []  # jobs submitted without waiting, kept referenced for this process's life
@@ -77,7 +79,7 @@ def _select(
             skipped["done"].append(cell.cell_id)
         elif state in ACTIVE:
             skipped["active"].append(cell.cell_id)
-        elif state is CellState.FAILED and not retry_failed:
+        elif state in (CellState.FAILED, CellState.CORRUPT) and not retry_failed:
             skipped["failed"].append(cell.cell_id)
         else:
             todo.append(cell)
@@ -85,7 +87,10 @@ def _select(
 
 
 def _prepare_run_dir(rd: RunDir, cell: PlannedCell) -> None:
-    """Write the resolved config; set a failed run's records aside so that the retry is not 'failed'."""
+    """Write the resolved config; set a failed run's records aside so that the retry is not 'failed'.
+    A done run is never touched (the run directory, not the catalog, says what finished)."""
+    if rd.phase() is CellState.DONE:
+        raise SubmitError(f"{rd.summary_file}: cell already done; refusing to resubmit it")
     rd.ensure()
     rd.write_config(cell.run)
     rd.set_failure_aside()
@@ -97,6 +102,7 @@ def submit_plan(
     *,
     dry_run: bool = False,
     retry_failed: bool = False,
+    allow_over_budget: bool = False,
     max_parallel: int | None = None,
     wait: bool | None = None,
     account: str | None = None,
@@ -104,15 +110,65 @@ def submit_plan(
     on_update: Callable[[list[CellStatus]], None] | None = None,
 ) -> SubmitReport:
     """Submit the plan's runnable cells; ``wait`` (default: local yes, SLURM no) polls until done.
-    ``cell_fns``: what each job runs (default :data:`REAL_CELL`; tests inject doubles)."""
+    ``cell_fns``: what each job runs (default :data:`REAL_CELL`; tests inject doubles).
+
+    The budget is enforced exactly as by ``plan`` (BudgetError, exit 3) unless ``allow_over_budget``.
+    """
     cell_fns = cell_fns or REAL_CELL
+    if not allow_over_budget:
+        check_budget(plan)
     prof = _resolve_cluster(plan, cluster, account)
     study_dir = plan.study_dir.resolve()
     if max_parallel is not None and max_parallel <= 0:
         raise ConfigError(f"--max-parallel must be > 0, got {max_parallel}")
+    if dry_run:
+        return _submit_locked(plan, prof, study_dir, cell_fns, True, retry_failed, max_parallel)[0]
+    study_dir.mkdir(parents=True, exist_ok=True)  # a new study needs no prior `plan`
+    with submit_lock(study_dir):  # one submit per study at a time: a second sees the first's cells
+        report, jobs = _submit_locked(plan, prof, study_dir, cell_fns, False, retry_failed, max_parallel)
+    if wait if wait is not None else prof.kind == "local":
+        return replace(report, final=tuple(_wait(study_dir, list(report.submitted), jobs, on_update)))
+    _DETACHED.extend(jobs)  # local: the controllers outlive this call; keep their Popen handles
+    return report
+
+
+@contextlib.contextmanager
+def submit_lock(study_dir: Path, timeout_s: float = SUBMIT_LOCK_WAIT_S) -> Iterator[None]:
+    """Exclusive ``<study>/.submit.lock`` (flock) while cells are selected, launched and recorded."""
+    import fcntl
+
+    with (study_dir / ".submit.lock").open("a") as fh:
+        end = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > end:
+                    raise StoreError(
+                        f"{study_dir}: another `submit` of this study is still submitting; try again"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _submit_locked(
+    plan: Plan,
+    prof: ClusterProfile,
+    study_dir: Path,
+    cell_fns: CellFunctions,
+    dry_run: bool,
+    retry_failed: bool,
+    max_parallel: int | None,
+) -> tuple[SubmitReport, list[Any]]:
+    """Select, launch and record (under the study's submit lock); returns the report and the jobs."""
     ids = [c.cell_id for c in plan.cells]
-    has_catalog = catalog.catalog_path(study_dir).is_file()
-    statuses = {s.cell_id: s for s in cell_statuses(study_dir, ids)} if has_catalog else {}
+    # always from the run directories (and the catalog when there is one): a lost catalog must not
+    # resubmit finished cells
+    statuses = {s.cell_id: s for s in cell_statuses(study_dir, ids)}
     todo, skipped = _select(plan, statuses, retry_failed)
     groups = array_groups(todo, prof, prof.get_qos(plan.qos)[1])
     report = SubmitReport(
@@ -132,7 +188,12 @@ def submit_plan(
             if prof.kind == "slurm"
             else ()
         )
-        return replace(report, submitted={c.cell_id: "(dry run)" for c in todo}, scripts=scripts)
+        return replace(report, submitted={c.cell_id: "(dry run)" for c in todo}, scripts=scripts), []
+    new_catalog = not catalog.catalog_path(study_dir).is_file()
+    if todo:
+        # record before launching: a catalog that cannot be written (held by a reader) stops here,
+        # exit 5, with no job started
+        record_plan(plan)
     if todo and cell_fns.needs_data:
         from fm4npp.sweep.dataset import ensure_dataset
 
@@ -143,19 +204,22 @@ def submit_plan(
     submitted: dict[str, str] = {}
     jobs: list[Any] = []
     for i, group in enumerate(groups):
-        rows, group_jobs = _submit_group(
-            group, prof, plan.qos, folder, job_name, cell_fns, parallel, study_dir
-        )
-        if i == 0:  # only once the scheduler accepted something: a refusal leaves the catalog as it was
-            record_plan(plan)
-        catalog.record_submission(study_dir, rows)
+        try:
+            rows, group_jobs = _submit_group(
+                group, prof, plan.qos, folder, job_name, cell_fns, parallel, study_dir
+            )
+        except SubmitError:
+            if i == 0 and new_catalog:  # the scheduler refused everything: leave no catalog behind
+                for path in (
+                    catalog.catalog_path(study_dir),
+                    Path(f"{catalog.catalog_path(study_dir)}.wal"),
+                ):
+                    path.unlink(missing_ok=True)
+            raise
+        _record_submission(study_dir, rows)
         submitted.update({r["cell_id"]: r["job_id"] for r in rows})
         jobs += group_jobs
-    report = replace(report, submitted=submitted)
-    if wait if wait is not None else prof.kind == "local":
-        return replace(report, final=tuple(_wait(study_dir, list(submitted), jobs, on_update)))
-    _DETACHED.extend(jobs)  # local: the controllers outlive this call; keep their Popen handles
-    return report
+    return replace(report, submitted=submitted), jobs
 
 
 def _submit_group(
@@ -212,6 +276,20 @@ def _submit_group(
             }
         )
     return _number_attempts(study_dir, rows), jobs
+
+
+def _record_submission(study_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Record launched jobs; a reader holding the catalog this instant is waited for (readers are
+    short), so that a launched job is never left unrecorded."""
+    end = time.monotonic() + RECORD_RETRY_S
+    while True:
+        try:
+            catalog.record_submission(study_dir, rows)
+            return
+        except StoreError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
 
 
 def _number_attempts(study_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ import torch
 
 from fm4npp.atomic import atomic_path
 from fm4npp.errors import StoreError
+from fm4npp.store import claim
 
 CHECKPOINT_VERSION = 1
 
@@ -85,7 +86,11 @@ def save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: TrainState,
 ) -> None:
-    """Write ``path`` atomically (temporary name + rename); ``state.rng`` is captured here."""
+    """Write ``path`` atomically (temporary name + rename); ``state.rng`` is captured here.
+
+    Fencing: when this process holds the claim of the run directory (``path``'s grandparent), it must
+    still own it (:func:`fm4npp.store.claim.check`), else :class:`~fm4npp.store.claim.ClaimLost`."""
+    claim.check(path.parent.parent)
     state.rng = capture_rng()
     payload = {
         "version": CHECKPOINT_VERSION,
@@ -123,5 +128,6 @@ def load_checkpoint(
 
 def save_weights(path: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
     """Model weights only (e.g. ``checkpoints/best.pt``), atomically, with a small metadata dict."""
+    claim.check(path.parent.parent)
     with atomic_path(path) as tmp:
         torch.save({"version": CHECKPOINT_VERSION, "model": model.state_dict(), "meta": meta}, tmp)

@@ -28,6 +28,7 @@ from fm4npp.data.shards import ShardSet
 from fm4npp.data.torch_dataset import EventOrderSampler, SerializedEvents, collate
 from fm4npp.errors import ConfigError, Interrupted, StoreError, TrainingError
 from fm4npp.model import ladder
+from fm4npp.store import claim
 from fm4npp.store.rundir import METRIC_COLUMNS, RunDir, provenance
 from fm4npp.train import distributed as dist
 from fm4npp.train.checkpoint import TrainState, load_checkpoint, save_checkpoint, save_weights
@@ -83,7 +84,9 @@ def pretrain(
         raise TrainingError("pretrain: device 'cuda' requested but torch sees no CUDA device")
     env = dist.init_distributed(prefer_cuda=device != "cpu")
     try:
-        return _pretrain(cfg, RunDir(Path(run_dir)), env, should_stop, max_steps)
+        # one owner per run directory: rank 0 claims it (a live owner elsewhere → ClaimError)
+        with claim.claimed(Path(run_dir)) if env.is_main else nullcontext():
+            return _pretrain(cfg, RunDir(Path(run_dir)), env, should_stop, max_steps)
     finally:
         dist.shutdown(env)
 
@@ -149,7 +152,14 @@ def _pretrain(
                 f"{total_steps} steps (max_steps or the config changed)"
             )
         if env.is_main and state.pending_part and not (rd.metrics / state.pending_part).exists():
+            claim.check(rd.path)  # fencing: only the run directory's owner writes
             write_parquet(rd.metrics / state.pending_part, state.pending_rows)  # crash after ckpt
+    elif any(rd.metrics.glob("part-*.parquet")):
+        raise TrainingError(
+            f"cell {cfg.cell_id}: {rd.metrics} holds logged steps but {rd.last_checkpoint} is missing; "
+            f"restarting at step 0 would log those steps twice. Restore the checkpoint, or delete "
+            f"{rd.metrics} and {rd.checkpoints} to train the cell afresh"
+        )
     state.pending_part, state.pending_rows = "", {c: [] for c in METRIC_COLUMNS}
     sampler = EventOrderSampler(len(train_set), seed=cfg.seed, position=state.sampler_position)
     net: torch.nn.Module = model
@@ -167,8 +177,10 @@ def _pretrain(
         if env.is_main:
             if state.pending_rows["step"]:
                 state.pending_part = rd.next_metrics_part().name
+            claim.check(rd.path)  # fencing: a trainer that lost its claim stops before writing
             save_checkpoint(rd.last_checkpoint, model, optimizer, scheduler, state)
             if state.pending_part:
+                claim.check(rd.path)
                 write_parquet(rd.metrics / state.pending_part, state.pending_rows)
         state.pending_part, state.pending_rows = "", {c: [] for c in METRIC_COLUMNS}
         dist.barrier(env)
