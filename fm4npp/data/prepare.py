@@ -6,6 +6,7 @@ race). It writes two artefacts beside the shards::
     <data_dir>/splits.json        train / val / test event ids (SPEC §2.2 hit filter applied and counted)
     <data_dir>/voxel_edges.json   bin edges fitted on ≤ 10,000 training events (SPEC §4.1), fixed mode
     <data_dir>/voxel_edges.compat.json   the same for compat mode (only if a cell uses it)
+    <data_dir>/flat/              E, x, y, z of every event, memory-mapped by pretraining (fm4npp.data.flat)
 
 and, when they already exist, verifies that they were made with the same settings (a changed split
 seed or hit limit is an error, never a silent re-split: every cell of a study must share one
@@ -25,6 +26,7 @@ import numpy as np
 
 from fm4npp.atomic import atomic_path, write_json
 from fm4npp.config.schema import DataConfig
+from fm4npp.data.flat import FLAT_DIR, flat_from_shards
 from fm4npp.data.serialize import Mode, VoxelEdges, fit_edges
 from fm4npp.data.shards import ShardSet
 from fm4npp.data.tiers import Splits, nested_subset, split_ids
@@ -154,6 +156,8 @@ def prepare_dataset(
         splits, counts = _make_splits(shards, data_cfg)
         doc = {**settings, **counts, "voxel_edges_sha256": {}, "train": splits.train.tolist(),
                "val": splits.val.tolist(), "test": splits.test.tolist()}  # fmt: skip
+    if not (data_dir / FLAT_DIR / "flat.json").is_file():
+        flat_from_shards(shards, data_dir / FLAT_DIR)
     changed = not splits_path.is_file()
     for mode in modes:
         if not (data_dir / edges_file(mode)).is_file():
