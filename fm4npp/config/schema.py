@@ -28,6 +28,10 @@ class DataConfig:
     hits_per_event: float = 840.0  # mean tokens per event for the cost model (TPCpp-10M ≈ 834–856)
     split_seed: int = 0  # seeds the splits and the nested tiers d1 ⊂ d2 ⊂ …
     workers: int = 1  # generation processes
+    # TPCpp-10M (issue 13): the converted labelled set (`data convert-tpcpp ROOT` → ROOT-out/labelled);
+    # labelled subsets, adapter validation and the test split come from it, pretraining tiers and the
+    # validation split from ``path``. None: everything from ``path``.
+    labelled_path: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("val_events", "test_events", "max_hits"):

@@ -161,3 +161,33 @@ class FlatEvents:
             h = np.array(self.hits[a:b])
             out.append(Event(int(i), make_hits(energy=h[:, 0], x=h[:, 1], y=h[:, 2], z=h[:, 3])))
         return out
+
+
+def fingerprints(flat: FlatEvents, chunk_events: int = 100_000) -> np.ndarray:
+    """Per-event content fingerprint (E, 5) float64: (hits, ΣE, Σx, Σy, Σz), read chunk by chunk.
+
+    Identical events give identical rows (same data, same summation order), so two sets share an event
+    only if they share a row; used to check that pretraining and labelled events are disjoint."""
+    n = len(flat)
+    out = np.zeros((n, 5), np.float64)
+    for start in range(0, n, chunk_events):
+        stop = min(n, start + chunk_events)
+        off = np.asarray(flat.offsets[start : stop + 1], dtype=np.int64)
+        sizes = np.diff(off)
+        out[start:stop, 0] = sizes
+        nz = sizes > 0
+        if nz.any():
+            hits = np.asarray(flat.hits[off[0] : off[-1]], dtype=np.float64)
+            sums = np.add.reduceat(hits, (off[:-1] - off[0])[nz], axis=0)
+            out[start:stop][nz, 1:] = sums
+    return out
+
+
+def shared_events(a: FlatEvents, b: FlatEvents) -> int:
+    """Number of non-empty events of ``b`` whose content also occurs in ``a`` (by fingerprint)."""
+    fa, fb = fingerprints(a), fingerprints(b)
+    fa, fb = fa[fa[:, 0] > 0], fb[fb[:, 0] > 0]
+    view = np.dtype((np.void, 5 * 8))
+    rows_a = np.ascontiguousarray(fa).view(view).ravel()
+    rows_b = np.ascontiguousarray(fb).view(view).ravel()
+    return int(np.isin(rows_b, rows_a).sum())
