@@ -120,6 +120,13 @@ def _print_table(plan: Plan, diff: PlanDiff | None) -> None:
     con = console()
     title = f"{plan.spec.study}: {plan.cluster.name}/{plan.qos} ({plan.cells[0].cost.cost_source})"
     con.print(table(title, cols, rows, footer))
+    n_input = sum(c.cost.bound == "input" for c in plan.cells)
+    if n_input:
+        con.print(f"input-bound: {n_input} of {len(plan.cells)} cells train at the loader rate "
+                  f"({plan.cluster.input_events_per_s:g} events/s per GPU), below their GPU rate")  # fmt: skip
+    elif plan.cluster.input_events_per_s > 0:
+        con.print(f"GPU-bound: every cell's GPU rate is below the loader rate "
+                  f"({plan.cluster.input_events_per_s:g} events/s per GPU)")  # fmt: skip
     if plan.over_budget:
         con.print(f"[yellow]over budget: {plan.total_node_hours:.4g} > {budget:g} node-hours[/]")
     for c in plan.dropped:
