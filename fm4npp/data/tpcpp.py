@@ -258,9 +258,11 @@ def _write_events(
     """Filter (SPEC §2.2) and write the events of one file as shards ``shard_no``…; vectorised, no Event
     objects. Returns (shards written, events dropped)."""
     keep = np.ones(len(sizes), bool) if max_hits is None else sizes <= max_hits
-    hit_keep = np.repeat(keep, sizes)
-    ids, sizes, data = ids[keep], sizes[keep], data[hit_keep]
-    lab = {k: (v[hit_keep] if v is not None else None) for k, v in labels.items()}
+    lab = dict(labels)
+    if not keep.all():  # (no copy of the file's points when nothing is dropped)
+        hit_keep = np.repeat(keep, sizes)
+        ids, sizes, data = ids[keep], sizes[keep], data[hit_keep]
+        lab = {k: (v[hit_keep] if v is not None else None) for k, v in labels.items()}
     offsets = np.r_[0, np.cumsum(sizes)]
     infos = []
     for k, start in enumerate(range(0, len(ids), events_per_shard)):
