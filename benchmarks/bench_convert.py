@@ -55,14 +55,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "TPCpp-10M"
             write_archive(root, args.files, events, np.random.default_rng(0))
+            cmd = ["data", "convert-tpcpp", str(root), "--out", tmp + "/o"]
             out = subprocess.run(
-                [sys.executable, "-m", "fm4npp", "data", "convert-tpcpp", str(root), "--out", f"{tmp}/o"],
+                [sys.executable, "-m", "fm4npp", *cmd],
                 capture_output=True, text=True, check=True,
             ).stdout  # fmt: skip
         line = next(x for x in out.splitlines() if x.startswith("pretrain"))
         peak = float(re.search(r"peak memory (\d+) MB", out).group(1))  # type: ignore[union-attr]
         runs.append((events, float(line.split()[-2]), peak))
-        print(f"{args.files} files × {events} events: {line.split(',')[-1].strip()}, peak memory {peak:.0f} MB")
+        rate_text = line.split(",")[-1].strip()
+        print(f"{args.files} files × {events} events: {rate_text}, peak memory {peak:.0f} MB")
     (e1, _, p1), (e2, rate, p2) = runs
     slope = (p2 - p1) / (e2 - e1)
     print(f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
