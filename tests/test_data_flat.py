@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,10 @@ def test_flat_set_equals_the_shards_and_is_memory_mapped(shards: ShardSet, tmp_p
     np.testing.assert_array_equal(flat.sizes(ids), shards.n_hits[[7, 0, 31, 7]])
     with pytest.raises(DataError, match="not in this flat set"):
         flat.read_events([10**9])
+    clone = pickle.loads(pickle.dumps(flat))  # by path: spawned workers reopen the maps
+    assert len(pickle.dumps(flat)) < 1000
+    a, b = clone.read_events(ids[:1])[0], flat.read_events(ids[:1])[0]
+    np.testing.assert_array_equal(a.hits["x"], b.hits["x"])
 
 
 def test_flat_writer_checks_its_input(tmp_path: Path) -> None:
@@ -52,7 +57,9 @@ def test_flat_writer_checks_its_input(tmp_path: Path) -> None:
     assert flat.sizes([4, 3]).tolist() == [3, 2]
 
 
-def test_step_sampler_reproduces_the_global_batch_split_by_rank(shards: ShardSet, tmp_path: Path) -> None:
+def test_step_sampler_reproduces_the_global_batch_split_by_rank(
+    shards: ShardSet, tmp_path: Path
+) -> None:
     """Per step: the next batch_events positions of the event-order sampler; rank r keeps every
     world-th event; sorted by size (stable) and cut into micro-batches. Restartable at any position."""
     flat = FlatEvents(flat_from_shards(shards, tmp_path / "flat"))

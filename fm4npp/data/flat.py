@@ -137,6 +137,10 @@ class FlatEvents:
     def __len__(self) -> int:
         return len(self.event_ids)
 
+    def __reduce__(self) -> tuple[type[FlatEvents], tuple[Path]]:
+        """Pickled by path (spawned loader workers reopen the maps instead of copying the data)."""
+        return (FlatEvents, (self.path,))
+
     def positions(self, ids: Iterable[int] | np.ndarray) -> np.ndarray:
         """Row of each event id (DataError for unknown ids)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
