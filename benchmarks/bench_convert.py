@@ -3,8 +3,9 @@
 Writes a synthetic archive in the published layout (``--files`` unlabelled files of ``--events`` events
 with ≈ 840 random points each, plus small labelled splits), converts it with
 ``fm4npp-sweep data convert-tpcpp`` in a subprocess (whose report gives events/s and peak memory), and
-extrapolates to 100 files × 100k events (SPEC §2.5). Peak memory is bounded by one input file, so it
-is extrapolated linearly in the file size. Timing is wall-clock on this machine (state its load).
+extrapolates to 100 files × 100k events (SPEC §2.5). Peak memory is bounded by one input file plus one
+output shard (5,000 events), so it is extrapolated linearly in the file size from two file sizes that
+both fill whole shards (≥ 5,000 events). Timing is wall-clock on this machine (state its load).
 
 Usage: ``python benchmarks/bench_convert.py [--files 3] [--events 10000]``
 """
@@ -47,8 +48,8 @@ def write_archive(root: Path, files: int, events: int, rng: np.random.Generator)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=3)
-    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--files", type=int, default=2)
+    parser.add_argument("--events", type=int, default=10_000, help="events per file (≥ 10,000)")
     args = parser.parse_args()
     runs = []
     for events in (args.events // 2, args.events):  # two file sizes: memory = intercept + slope × size
