@@ -15,7 +15,7 @@ from fm4npp.cli.main import main
 from fm4npp.config.schema import DataConfig, EvalConfig, RunConfig, TrainConfig
 from fm4npp.data.prepare import labelled_source, prepare_dataset, prepare_labelled
 from fm4npp.data.shards import ShardSet
-from fm4npp.data.tpcpp import convert_archive
+from fm4npp.data.tpcpp_archive import convert_archive
 from fm4npp.errors import DataError
 from fm4npp.train import pretrain
 from fm4npp.train.downstream import evaluate_cell, load_labelled

@@ -83,7 +83,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from fm4npp.data.tpcpp import convert_archive, convert_tpcpp, is_archive_root
+    from fm4npp.data.tpcpp import convert_tpcpp
+    from fm4npp.data.tpcpp_archive import convert_archive, is_archive_root
 
     if is_archive_root(args.src):
         report = convert_archive(args.src, args.out, max_hits=args.max_hits or None, progress=print)

@@ -240,7 +240,7 @@ def load_prepared(
 def labelled_source(path: str | Path) -> tuple[ShardSet, Splits]:
     """A converted TPCpp-10M labelled set (``data.labelled_path``) and its published splits
     (train → labelled subsets, validation → adapter model selection, test → the metrics)."""
-    from fm4npp.data.tpcpp import labelled_split_ids
+    from fm4npp.data.tpcpp_archive import labelled_split_ids
 
     shards = ShardSet(path)
     if shards.metadata.get("part") != "labelled":
