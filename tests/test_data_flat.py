@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -82,9 +83,10 @@ def test_step_sampler_reproduces_the_global_batch_split_by_rank(
 def test_default_loader_workers_follow_the_job_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "16")
     assert default_loader_workers() == 15
+    assert default_loader_workers(cuda=False) == 15
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
     assert default_loader_workers() == 0
     monkeypatch.delenv("SLURM_CPUS_PER_TASK")
-    import os
-
-    assert default_loader_workers() == len(os.sched_getaffinity(0)) - 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert default_loader_workers() == max(0, len(os.sched_getaffinity(0)) - 1)
+    assert default_loader_workers(cuda=False) == 0  # local CPU studies: one cell per core already

@@ -65,8 +65,9 @@ class TrainConfig:
     log_every_steps: int = 10
     threads: int = 0  # torch intra-op threads on CPU; 0 = leave torch's default
     allow_slow_fallback: bool = False  # a CUDA run without mamba_ssm kernels is an error unless set
-    # input pipeline (issue 13): serializing worker processes per rank; -1 = auto from the job's CPUs
-    # (SLURM_CPUS_PER_TASK, else the CPU affinity per local rank) minus one, 0 = in the training process
+    # input pipeline (issue 13): serializing worker processes per rank; -1 = auto: SLURM_CPUS_PER_TASK
+    # minus one (outside SLURM: the CPUs per local rank minus one on a GPU, none on the CPU); 0 = in the
+    # training process
     loader_workers: int = -1
 
     def __post_init__(self) -> None:
@@ -86,7 +87,7 @@ class TrainConfig:
         if self.k_neighbours <= 0:
             raise ConfigError(f"train.k_neighbours must be > 0, got {self.k_neighbours}")
         if self.loader_workers < -1:
-            raise ConfigError(f"train.loader_workers must be >= -1 (-1 = auto), got {self.loader_workers}")
+            raise ConfigError(f"train.loader_workers must be ≥ -1 (-1: auto), got {self.loader_workers}")
         for name in ("val_every_steps", "checkpoint_every_steps", "log_every_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")

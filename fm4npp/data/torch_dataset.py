@@ -298,16 +298,19 @@ class StepSampler(Sampler[np.ndarray]):
                 yield ids[start : start + self.micro]
 
 
-def default_loader_workers() -> int:
+def default_loader_workers(cuda: bool = True) -> int:
     """Loader worker processes per rank when ``train.loader_workers`` is -1 (auto): the job's CPUs per
-    task (``SLURM_CPUS_PER_TASK``; else this process's CPU affinity shared by the ``LOCAL_WORLD_SIZE``
-    ranks of the node) minus one for the training process itself."""
+    task (``SLURM_CPUS_PER_TASK``) minus one for the training process itself. Outside SLURM: on a GPU,
+    this process's CPU affinity shared by the node's ``LOCAL_WORLD_SIZE`` ranks, minus one; on the CPU,
+    none (local studies already run one cell per core, and torch's own threads use the rest)."""
     env = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if env.strip().isdigit():
         cpus = int(env)
-    else:
+    elif cuda:
         local = os.environ.get("LOCAL_WORLD_SIZE", "1")
         cpus = len(os.sched_getaffinity(0)) // max(1, int(local) if local.isdigit() else 1)
+    else:
+        return 0
     return max(0, cpus - 1)
 
 

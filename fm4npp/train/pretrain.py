@@ -161,9 +161,10 @@ def _pretrain(
         flat, tier, seed=cfg.seed, position=state.sampler_position, batch_events=tc.batch_events,
         micro_batch_events=tc.micro_batch_events, rank=env.rank, world_size=env.world_size,
     )  # fmt: skip
-    workers = tc.loader_workers if tc.loader_workers >= 0 else default_loader_workers()
+    cuda = env.device.type == "cuda"
+    workers = tc.loader_workers if tc.loader_workers >= 0 else default_loader_workers(cuda)
     dataset = MicroBatchDataset(flat, prepared.edges, order=tc.order, mode=tc.mode, k=tc.k_neighbours)
-    batches = iter(step_loader(dataset, sampler, workers, pin_memory=env.device.type == "cuda"))
+    batches = iter(step_loader(dataset, sampler, workers, pin_memory=cuda))
     net: torch.nn.Module = model
     if env.active:
         net = torch.nn.parallel.DistributedDataParallel(
