@@ -155,3 +155,22 @@ def test_cli_json_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     out = tmp_path / "plan.csv"
     assert main(["plan", str(sweep(tmp_path)), "--csv", str(out), "--no-catalog"]) == 0
     assert out.read_text().count("\n") == 10
+
+
+def test_input_pipeline_bounds_the_rate() -> None:
+    """min(GPU rate, loader rate): a cell whose GPU outruns the loader is priced at the loader rate."""
+    from dataclasses import replace
+
+    qos = QosConfig(max_wall_min=60 * 48, charge_factor=1.0)
+    cluster = replace(load_cluster("perlmutter"), throughput_events_per_s={"m1": 3745.0, "m3": 1484.0})
+    fast = replace(cluster, input_events_per_s=2000.0)
+    m1 = cell_cost(ladder.get_rung("m1"), 7_200_000, 840, 1, fast, qos)
+    assert m1.bound == "input"
+    assert m1.wall_time_h == pytest.approx(7.2e6 / 2000.0 / 3600)
+    m3 = cell_cost(ladder.get_rung("m3"), 7_200_000, 840, 1, fast, qos)
+    assert m3.bound == "gpu"
+    assert m3.wall_time_h == pytest.approx(7.2e6 / 1484.0 / 3600)
+    off = replace(fast, input_events_per_s=0.0)
+    unbounded = cell_cost(ladder.get_rung("m1"), 7_200_000, 840, 1, off, qos)
+    assert unbounded.bound == "gpu"
+    assert unbounded.wall_time_h == pytest.approx(7.2e6 / 3745.0 / 3600)

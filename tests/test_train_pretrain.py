@@ -63,6 +63,7 @@ def _cfg(data_dir: Path, **train: Any) -> RunConfig:
         checkpoint_every_steps=5,
         log_every_steps=1,
         threads=1,
+        loader_workers=0,  # serialize in the training process (the reference); workers: own test
     )
     return RunConfig(
         study="t", cell_id="cell0", model="q1", dataset="qd1", n_events=N_TRAIN, seed=1,
@@ -148,6 +149,27 @@ def test_interrupted_and_resumed_run_matches_the_uninterrupted_one(
     _assert_same_curve(_metrics(ref_dir), _metrics(run_dir))
     assert summary["final_val_loss"] == ref_summary["final_val_loss"]
     assert summary["hits_seen"] == ref_summary["hits_seen"]
+
+
+def test_loader_workers_give_the_same_run_and_resume_exactly(
+    data_dir: Path, reference: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Two serializing worker processes, stopped between checkpoints and resumed: the same curve as
+    the in-process reference (batches are a pure function of the sampler position), and the metrics
+    record the fraction of each step spent waiting for input."""
+    ref_dir, ref_summary = reference
+    cfg = _cfg(data_dir, loader_workers=2)
+    polls = iter(range(100))
+    run_dir = tmp_path / "cell0"
+    with pytest.raises(Interrupted):
+        pretrain(cfg, run_dir, should_stop=lambda: next(polls) == 7, device="cpu")
+    summary = pretrain(cfg, run_dir, device="cpu")
+    m = _metrics(run_dir)
+    _assert_same_curve(_metrics(ref_dir), m)
+    assert summary["final_val_loss"] == ref_summary["final_val_loss"]
+    wait = m[pretrain_module.DATA_WAIT_COLUMN]
+    assert len(wait) == STEPS
+    assert ((wait >= 0) & (wait <= 1)).all()
 
 
 def test_killed_run_resumes_from_last_checkpoint_without_duplicate_steps(

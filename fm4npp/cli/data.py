@@ -29,8 +29,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     st.add_argument("--plots", type=Path, default=None, help="write PNG figures into this directory")
     st.set_defaults(func=_stats)
 
-    conv = dsub.add_parser("convert-tpcpp", help="convert a TPCpp-10M split (npz) to shards")
-    conv.add_argument("src", type=Path, help="split directory with spacepoints*.npz")
+    conv = dsub.add_parser(
+        "convert-tpcpp",
+        help="convert TPCpp-10M npz: the archive's top folder (→ OUT/pretrain, OUT/labelled) or a split",
+    )
+    conv.add_argument(
+        "src", type=Path,
+        help="archive top folder (unlabelled *.npz, labeled/{train,validation,test}) or a split folder",
+    )  # fmt: skip
     conv.add_argument("--out", type=Path, required=True, help="new output directory")
     conv.add_argument("--max-hits", type=int, default=3200, help="drop events above (0: keep all)")
     conv.set_defaults(func=_convert)
@@ -76,6 +82,13 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from fm4npp.data.tpcpp import convert_tpcpp
+    from fm4npp.data.tpcpp_archive import convert_archive, is_archive_root
+
+    if is_archive_root(args.src):
+        report = convert_archive(args.src, args.out, max_hits=args.max_hits or None, progress=print)
+        print("\n".join(report.lines()))
+        print(f"data config: path: {report.pretrain_dir}  labelled_path: {report.labelled_dir}")
+        return 0
 
     shard_set, dropped = convert_tpcpp(args.src, args.out, max_hits=args.max_hits or None)
     print(

@@ -122,6 +122,13 @@ def plan_table(plan: Plan) -> Table:
 def print_plan(plan: Plan, diff: PlanDiff | None) -> None:
     con = console()
     con.print(plan_table(plan))
+    n_input = sum(c.cost.bound == "input" for c in plan.cells)
+    rate = plan.cluster.input_events_per_s
+    if n_input:
+        con.print(f"input-bound: {n_input} of {len(plan.cells)} cells train at the loader rate "
+                  f"({rate:g} events/s per GPU), below their GPU rate")  # fmt: skip
+    elif rate > 0:
+        con.print(f"GPU-bound: every cell's GPU rate is below the loader rate ({rate:g} events/s per GPU)")
     budget = plan.spec.budget.max_node_hours
     if plan.over_budget:
         con.print(f"[yellow]over budget: {plan.total_node_hours:.4g} > {budget:g} node-hours[/]")

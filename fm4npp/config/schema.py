@@ -59,6 +59,10 @@ class DataConfig:
     hits_per_event: float = 840.0  # mean tokens per event for the cost model (TPCpp-10M ≈ 834–856)
     split_seed: int = 0  # seeds the splits and the nested tiers d1 ⊂ d2 ⊂ …
     workers: int = 1  # generation processes
+    # TPCpp-10M (issue 13): the converted labelled set (`data convert-tpcpp ROOT` → ROOT-out/labelled);
+    # labelled subsets, adapter validation and the test split come from it, pretraining tiers and the
+    # validation split from ``path``. None: everything from ``path``.
+    labelled_path: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("val_events", "test_events", "max_hits"):
@@ -102,6 +106,10 @@ class TrainConfig:
     log_every_steps: int = 10
     threads: int = 0  # torch intra-op threads on CPU; 0 = leave torch's default
     allow_slow_fallback: bool = False  # a CUDA run without mamba_ssm kernels is an error unless set
+    # input pipeline (issue 13): serializing worker processes per rank; -1 = auto: SLURM_CPUS_PER_TASK
+    # minus one (outside SLURM: the CPUs per local rank minus one on a GPU, none on the CPU); 0 = in the
+    # training process
+    loader_workers: int = -1
 
     def __post_init__(self) -> None:
         _check_finite(
@@ -133,6 +141,8 @@ class TrainConfig:
             raise ConfigError(f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.k_neighbours <= 0:
             raise ConfigError(f"train.k_neighbours must be > 0, got {self.k_neighbours}")
+        if self.loader_workers < -1:
+            raise ConfigError(f"train.loader_workers must be ≥ -1 (-1: auto), got {self.loader_workers}")
         for name in ("val_every_steps", "checkpoint_every_steps", "log_every_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")

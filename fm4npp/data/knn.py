@@ -184,8 +184,14 @@ def _kernel(
     strict_r: bool,
     wrap_phi: bool,
     slab: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(idx (n, k) int64, -1 where missing; d² (n, k) float64, inf where missing).
+    row: np.ndarray,
+    tgt: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(idx (n, k) int64, -1 where missing; d² (n, k) float64, inf where missing) when ``row`` is
+    empty; otherwise the k-NNN targets directly in output order (``idx``/``d²`` then empty):
+    ``targets`` (n, k, 3) float32 = ``tgt`` (n, 3) of each neighbour hit, 0 where missing; ``mask``
+    (n, k) bool; ``nbr`` (n, k) int64 = ``row`` of each neighbour hit, -1 where missing — all in rows
+    ``row[i]`` for hit i (row = hit → sequence position; :func:`knn_targets`).
 
     Inputs from :func:`_layout`: ``lay`` = (η, φ, r, pos rank) per layout slot, ``sfk`` the φ sort
     key per slot, ``perm`` slot → hit, ``slot`` pos rank → slot (all (n,)). Layout: hits sorted by
@@ -217,8 +223,13 @@ def _kernel(
     for b in range(nslab):
         rlo[b] = sr[b * slab : min(n, (b + 1) * slab)].min()
         rhi[b] = sr[b * slab : min(n, (b + 1) * slab)].max()
-    idx_out = np.full((n, k), -1, np.int64)
-    d2_out = np.full((n, k), np.inf)
+    full = row.shape[0] == 0
+    idx_out = np.full((n if full else 0, k), -1, np.int64)
+    d2_out = np.full((n if full else 0, k), np.inf)
+    nt = 0 if full else n
+    targets = np.zeros((nt, k, 3), np.float32)
+    mask = np.zeros((nt, k), np.bool_)
+    nbr = np.full((nt, k), -1, np.int64)
     buf = np.empty(k, np.int64)
     tmp = np.empty(slab, np.int64)
     big = np.iinfo(np.int64).max
@@ -262,6 +273,16 @@ def _kernel(
                 break
         guess = np.int64(buf[k - 1] & ~_LOW).view(np.float64) if cnt == k else np.inf
         i = perm[v]
+        if not full:  # fused target assembly (SPEC §5.1), rows in sequence order
+            ri_ = row[i]
+            for m in range(cnt):
+                j = perm[slot[buf[m] & _LOW]]
+                targets[ri_, m, 0] = tgt[j, 0]
+                targets[ri_, m, 1] = tgt[j, 1]
+                targets[ri_, m, 2] = tgt[j, 2]
+                mask[ri_, m] = True
+                nbr[ri_, m] = row[j]
+            continue
         for m in range(cnt):
             u = slot[buf[m] & _LOW]
             de = lay[0][u] - q[0]
@@ -271,7 +292,7 @@ def _kernel(
             dr = lay[2][u] - q[2]
             idx_out[i, m] = perm[u]
             d2_out[i, m] = de * de + dp * dp + dr * dr
-    return idx_out, d2_out
+    return idx_out, d2_out, targets, mask, nbr
 
 
 def knn_later(
@@ -292,8 +313,72 @@ def knn_later(
         return knn_later_ref(coords, pos, k, strict_r=strict_r, wrap_phi=wrap_phi)
     c, p = _check(coords, pos, k)
     lay, sfk, perm, slot = _layout(c, p, wrap_phi, _SLAB)
-    idx, d2 = _kernel(lay, sfk, perm, slot, k, bool(strict_r), bool(wrap_phi), _SLAB)
+    none_i, none_f = np.zeros(0, np.int64), np.zeros((0, 3), np.float32)
+    idx, d2, _, _, _ = _kernel(
+        lay, sfk, perm, slot, k, bool(strict_r), bool(wrap_phi), _SLAB, none_i, none_f
+    )
     return idx, np.sqrt(d2)
+
+
+def knn_targets(
+    coords: np.ndarray,
+    pos: np.ndarray,
+    k: int,
+    row: np.ndarray,
+    tgt: np.ndarray,
+    *,
+    strict_r: bool = True,
+    wrap_phi: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k-NNN targets in output order, fused into the search (no (n, k) index round trip).
+
+    ``coords``/``pos`` as in :func:`knn_later`; ``row`` (n,) int64 a permutation (hit → output row,
+    e.g. the sequence position); ``tgt`` (n, 3) float32 the values a neighbour contributes. Returns
+    (targets (n, k, 3) float32, 0 where missing; mask (n, k) bool; nbr (n, k) int64 = ``row`` of the
+    neighbour, -1 where missing), row r describing the hit with ``row`` = r. Equal to
+    :func:`knn_targets_ref` (the numpy assembly on :func:`knn_later_ref`)."""
+    row = np.ascontiguousarray(row, dtype=np.int64)
+    tgt = np.ascontiguousarray(tgt, dtype=np.float32)
+    if not _HAVE_NUMBA:
+        return knn_targets_ref(coords, pos, k, row, tgt, strict_r=strict_r, wrap_phi=wrap_phi)
+    c, p = _check(coords, pos, k)
+    if row.shape != (len(c),) or tgt.shape != (len(c), 3):
+        raise ValueError(f"knn: row must be (n,) and tgt (n, 3), got {row.shape} and {tgt.shape}")
+    lay, sfk, perm, slot = _layout(c, p, wrap_phi, _SLAB)
+    _, _, targets, mask, nbr = _kernel(
+        lay, sfk, perm, slot, k, bool(strict_r), bool(wrap_phi), _SLAB, row, tgt
+    )
+    return targets, mask, nbr
+
+
+def assemble_targets(
+    nb: np.ndarray, row: np.ndarray, tgt: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference assembly (numpy): neighbour hit indices ``nb`` (n, k), -1 missing, → (targets, mask,
+    nbr) in output rows, as :func:`knn_targets` returns them."""
+    n = len(row)
+    order = np.empty(n, dtype=np.int64)
+    order[row] = np.arange(n)  # output row → hit
+    nb_rows = nb[order]
+    mask = nb_rows >= 0
+    safe = np.where(mask, nb_rows, 0)
+    targets = np.where(mask[..., None], tgt[safe], 0.0).astype(np.float32)
+    return targets, mask, np.where(mask, row[safe], -1)
+
+
+def knn_targets_ref(
+    coords: np.ndarray,
+    pos: np.ndarray,
+    k: int,
+    row: np.ndarray,
+    tgt: np.ndarray,
+    *,
+    strict_r: bool = True,
+    wrap_phi: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense reference of :func:`knn_targets`."""
+    nb, _ = knn_later_ref(coords, pos, k, strict_r=strict_r, wrap_phi=wrap_phi)
+    return assemble_targets(nb, np.asarray(row, np.int64), np.asarray(tgt, np.float32))
 
 
 def _layout(

@@ -6,6 +6,7 @@ race). It writes two artefacts beside the shards::
     <data_dir>/splits.json        train / val / test event ids (SPEC §2.2 hit filter applied and counted)
     <data_dir>/voxel_edges.json   bin edges fitted on ≤ 10,000 training events (SPEC §4.1), fixed mode
     <data_dir>/voxel_edges.compat.json   the same for compat mode (only if a cell uses it)
+    <data_dir>/flat/              E, x, y, z of every event, memory-mapped by pretraining (fm4npp.data.flat)
 
 and, when they already exist, verifies that they were made with the same settings (a changed split
 seed or hit limit is an error, never a silent re-split: every cell of a study must share one
@@ -25,6 +26,7 @@ import numpy as np
 
 from fm4npp.atomic import atomic_path, write_json
 from fm4npp.config.schema import DataConfig
+from fm4npp.data.flat import FLAT_DIR, FlatEvents, flat_from_shards, shared_events
 from fm4npp.data.serialize import Mode, VoxelEdges, fit_edges
 from fm4npp.data.shards import ShardSet
 from fm4npp.data.tiers import Splits, nested_subset, split_ids
@@ -154,6 +156,8 @@ def prepare_dataset(
         splits, counts = _make_splits(shards, data_cfg)
         doc = {**settings, **counts, "voxel_edges_sha256": {}, "train": splits.train.tolist(),
                "val": splits.val.tolist(), "test": splits.test.tolist()}  # fmt: skip
+    if not (data_dir / FLAT_DIR / "flat.json").is_file():
+        flat_from_shards(shards, data_dir / FLAT_DIR)
     changed = not splits_path.is_file()
     for mode in modes:
         if not (data_dir / edges_file(mode)).is_file():
@@ -231,3 +235,43 @@ def load_prepared(
         n_dropped_max_hits=int(doc["n_dropped_max_hits"]),
         n_dropped_empty=int(doc["n_dropped_empty"]),
     )
+
+
+def labelled_source(path: str | Path) -> tuple[ShardSet, Splits]:
+    """A converted TPCpp-10M labelled set (``data.labelled_path``) and its published splits
+    (train → labelled subsets, validation → adapter model selection, test → the metrics)."""
+    from fm4npp.data.tpcpp_archive import labelled_split_ids
+
+    shards = ShardSet(path)
+    if shards.metadata.get("part") != "labelled":
+        raise DataError(
+            f"{path}: not a converted TPCpp-10M labelled set (data.labelled_path; made by "
+            "`fm4npp-sweep data convert-tpcpp ROOT --out DIR` as DIR/labelled)"
+        )
+    by = labelled_split_ids(shards.event_ids)
+    return shards, Splits(train=by["train"], val=by["validation"], test=by["test"])
+
+
+def prepare_labelled(data_dir: Path, labelled_path: Path, max_labelled: int) -> Splits:
+    """Check a labelled source against the study's pretraining data: the training split is large
+    enough for every labelled subset and no labelled event occurs in the pretraining set (content
+    fingerprints of the memory-mapped layouts, written here if missing)."""
+    shards, splits = labelled_source(labelled_path)
+    for name, ids in (("train", splits.train), ("validation", splits.val), ("test", splits.test)):
+        if not len(ids):
+            raise DataError(f"{labelled_path}: the labelled '{name}' split is empty")
+    if max_labelled > len(splits.train):
+        raise DataError(
+            f"{labelled_path}: labelled train split has {len(splits.train)} events, but "
+            f"eval.labelled_events needs {max_labelled}"
+        )
+    flat_dir = Path(labelled_path) / FLAT_DIR
+    if not (flat_dir / "flat.json").is_file():
+        flat_from_shards(shards, flat_dir)
+    shared = shared_events(FlatEvents(Path(data_dir) / FLAT_DIR), FlatEvents(flat_dir))
+    if shared:
+        raise DataError(
+            f"{labelled_path}: {shared} labelled events also occur in the pretraining data {data_dir} "
+            "(data.labelled_path and data.path must be disjoint)"
+        )
+    return splits

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from fm4npp.data.knn import knn_later
+from fm4npp.data.knn import knn_targets, knn_targets_ref
 from fm4npp.data.schema import Event
 from fm4npp.errors import ConfigError, DataError, allowed_list
 
@@ -284,9 +284,18 @@ def _check_mode(mode: str) -> None:
 
 
 def serialize_event(
-    event: Event, edges: VoxelEdges, order: str = "EPR", mode: Mode = "fixed", k: int = 30
+    event: Event,
+    edges: VoxelEdges,
+    order: str = "EPR",
+    mode: Mode = "fixed",
+    k: int = 30,
+    *,
+    reference: bool = False,
 ) -> SerializedEvent:
-    """Serialize one event (SPEC §4.2 compat, §4.4 fixed) and compute its k-NNN targets (§5.1)."""
+    """Serialize one event (SPEC §4.2 compat, §4.4 fixed) and compute its k-NNN targets (§5.1).
+
+    The targets come from the fused numba search :func:`knn_targets`; ``reference=True`` uses the dense
+    search and the numpy assembly instead (identical output; tests and benchmarks)."""
     _check_mode(mode)
     if k <= 0:
         raise ConfigError(f"serialize: k must be > 0, got {k}")
@@ -300,31 +309,31 @@ def serialize_event(
         # [R]: non-stable r sort; targets on the r-sorted list (candidates = later in that list);
         # then a stable sort by cell rank / curve key keeps the r order inside each cell.
         rsort = np.argsort(feats[:, 3], kind="quicksort")
-        pos_r = np.empty(n, dtype=np.int64)
-        pos_r[rsort] = np.arange(n)
-        nb, _ = knn_later(coords, pos_r, k, strict_r=False, wrap_phi=False)
+        knn_pos = np.empty(n, dtype=np.int64)
+        knn_pos[rsort] = np.arange(n)
         perm = rsort[np.argsort(key[rsort], kind="stable")]
     else:
         # Deterministic ties: (key, r, φ, η, original index); targets after serialization with
         # candidates strictly outward and later in the final sequence.
         phi = _phi_binned(coords[:, 1], edges.phi_offset)
         perm = np.lexsort((np.arange(n), coords[:, 0], phi, coords[:, 2], key))
-        pos = np.empty(n, dtype=np.int64)
-        pos[perm] = np.arange(n)
-        nb, _ = knn_later(coords, pos, k, strict_r=True, wrap_phi=True)
     perm = perm.astype(np.int64)
     inv = np.empty(n, dtype=np.int64)
-    inv[perm] = np.arange(n)
-    nb_seq = nb[perm]  # rows in sequence order, entries = hit indices
-    mask = nb_seq >= 0
-    targets = np.where(mask[..., None], feats[np.where(mask, nb_seq, 0), 1:], 0.0).astype(np.float32)
+    inv[perm] = np.arange(n)  # hit → sequence position
+    if mode == "fixed":
+        knn_pos = inv
+    fixed = mode == "fixed"
+    targets_fn = knn_targets_ref if reference else knn_targets
+    targets, mask, nbr = targets_fn(
+        coords, knn_pos, k, inv, feats[:, 1:], strict_r=fixed, wrap_phi=fixed
+    )
     h = event.hits
     return SerializedEvent(
         feats=feats[perm],
         perm=perm,
         targets=targets,
         target_mask=mask,
-        nbr=np.where(mask, inv[np.where(mask, nb_seq, 0)], -1),
+        nbr=nbr,
         track_id=np.asarray(h["track_id"], dtype=np.int64)[perm],
         pid=np.asarray(h["pid"], dtype=np.int8)[perm],
         noise=np.asarray(h["noise"], dtype=bool)[perm],

@@ -203,12 +203,16 @@ class ShardSet:
 
     def iter_events(self, ids: Iterable[int] | np.ndarray | None = None) -> Iterator[Event]:
         """Yield events in increasing id order (all of them, or the given ids), one shard in memory."""
+        for events in self.iter_shards(ids):
+            yield from events
+
+    def iter_shards(self, ids: Iterable[int] | np.ndarray | None = None) -> Iterator[list[Event]]:
+        """The events of each shard in turn (all, or the given ids), increasing id order."""
         pos = np.arange(len(self)) if ids is None else np.unique(self._positions(ids))
         shard_of = self._shard_of[pos]
         for k in np.unique(shard_of):
             hits, parts = self._load_shard(int(k))
-            for event_id in self.event_ids[pos[shard_of == k]]:
-                yield _slice_event(int(event_id), hits, parts)
+            yield [_slice_event(int(e), hits, parts) for e in self.event_ids[pos[shard_of == k]]]
 
     def read_events(self, ids: Iterable[int] | np.ndarray) -> list[Event]:
         """Events with the given ids, in the order given."""

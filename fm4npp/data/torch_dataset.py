@@ -9,17 +9,19 @@ masks, so padding never becomes a label, an instance or a target.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fm4npp.data.schema import Event
 
 if TYPE_CHECKING:
+    from fm4npp.data.flat import FlatEvents
     from fm4npp.data.serialize import Mode, SerializedEvent, VoxelEdges
     from fm4npp.data.shards import ShardSet
 
@@ -42,6 +44,10 @@ class Batch:
     track_id: torch.Tensor
     pid: torch.Tensor
     noise: torch.Tensor
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copy (DataLoader ``pin_memory=True`` calls this), for asynchronous H2D copies."""
+        return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         moved = {
@@ -112,13 +118,15 @@ class SerializedEvents(Dataset["SerializedEvent"]):
     840 hits, k = 30),
     so ``cache=False`` (serialize on every access) is for tiers too large to hold.
 
-    ``source`` is a :class:`ShardSet` (events read lazily in chunks on first use) or a sequence of
-    in-memory :class:`Event` objects (``event_ids`` then defaults to all of them, in order).
+    ``source`` is a :class:`ShardSet` or :class:`FlatEvents` (events read lazily in chunks on first
+    use) or a sequence of in-memory :class:`Event` objects (``event_ids`` then defaults to all of them,
+    in order). Pretraining uses it only for the fixed-size validation split; training batches come
+    from :func:`step_loader` (serialized on use, in worker processes).
     """
 
     def __init__(
         self,
-        source: ShardSet | Sequence[Event],
+        source: ShardSet | FlatEvents | Sequence[Event],
         event_ids: np.ndarray | None,
         edges: VoxelEdges,
         *,
@@ -132,7 +140,7 @@ class SerializedEvents(Dataset["SerializedEvent"]):
         if isinstance(source, Sequence):
             self._events = {e.event_id: e for e in source}
             ids = [e.event_id for e in source] if event_ids is None else event_ids
-            self._shards: ShardSet | None = None
+            self._shards: ShardSet | FlatEvents | None = None
         else:
             if event_ids is None:
                 raise ValueError("SerializedEvents: event_ids are required with a ShardSet")
@@ -228,3 +236,112 @@ class EventOrderSampler(Sampler[int]):
                 f"not seed {self.seed} / {self.n_events}"
             )
         self.position = int(state["position"])
+
+
+class MicroBatchDataset(Dataset[Batch]):
+    """Item = one padded micro-batch: ``dataset[ids]`` reads events ``ids`` (an int64 array of event
+    ids) from ``source``, serializes them (order, mode, k) and collates them. Pure function of ``ids``,
+    so any number of worker processes gives the same batches in the same order."""
+
+    def __init__(
+        self, source: FlatEvents, edges: VoxelEdges, *, order: str, mode: Mode, k: int
+    ) -> None:
+        self.source, self.edges, self.order, self.mode, self.k = source, edges, order, mode, k
+
+    def __len__(self) -> int:  # items are addressed by id arrays, not positions
+        raise TypeError("MicroBatchDataset is indexed by event-id arrays from StepSampler")
+
+    def __getitem__(self, ids: np.ndarray) -> Batch:  # type: ignore[override]
+        from fm4npp.data.serialize import serialize_event
+
+        events = self.source.read_events(ids)
+        return collate(
+            [serialize_event(e, self.edges, order=self.order, mode=self.mode, k=self.k) for e in events]
+        )
+
+
+class StepSampler(Sampler[np.ndarray]):
+    """Infinite stream of one rank's micro-batches (event-id arrays), step after step.
+
+    Step s takes the next ``batch_events`` positions of :class:`EventOrderSampler` (seeded by ``seed``,
+    starting at ``position``): the global batch. This rank keeps every ``world_size``-th event from
+    ``rank``, sorts them by size (stable: micro-batches of similar length, far less padding) and cuts
+    them into ``micro_batch_events``. A run resumed at position p therefore sees exactly the batches of
+    an uninterrupted one, whatever the number of loader workers."""
+
+    def __init__(
+        self,
+        source: FlatEvents,
+        tier_ids: np.ndarray,
+        *,
+        seed: int,
+        position: int,
+        batch_events: int,
+        micro_batch_events: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.source, self.tier_ids = source, np.asarray(tier_ids, dtype=np.int64)
+        self.seed, self.position = seed, position
+        self.batch_events, self.micro = batch_events, micro_batch_events
+        self.rank, self.world_size = rank, world_size
+
+    def micro_batches_per_step(self) -> int:
+        return -(-(self.batch_events // self.world_size) // self.micro)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        order = EventOrderSampler(len(self.tier_ids), self.seed, self.position)
+        while True:
+            ids = self.tier_ids[order.take(self.batch_events)[self.rank :: self.world_size]]
+            ids = ids[np.argsort(self.source.sizes(ids), kind="stable")]
+            for start in range(0, len(ids), self.micro):
+                yield ids[start : start + self.micro]
+
+
+def default_loader_workers(cuda: bool = True) -> int:
+    """Loader worker processes per rank when ``train.loader_workers`` is -1 (auto): the job's CPUs per
+    task (``SLURM_CPUS_PER_TASK``) minus one for the training process itself. Outside SLURM: on a GPU,
+    this process's CPU affinity shared by the node's ``LOCAL_WORLD_SIZE`` ranks, minus one; on the CPU,
+    none (local studies already run one cell per core, and torch's own threads use the rest)."""
+    env = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if env.strip().isdigit():
+        cpus = int(env)
+    elif cuda:
+        local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+        cpus = len(os.sched_getaffinity(0)) // max(1, int(local) if local.isdigit() else 1)
+    else:
+        return 0
+    return max(0, cpus - 1)
+
+
+def _worker_init(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # one core per worker: serialization is single-threaded numba/numpy
+
+
+def _identity(batch: Batch) -> Batch:
+    return batch
+
+
+def step_loader(
+    dataset: MicroBatchDataset, sampler: StepSampler, workers: int, pin_memory: bool = False
+) -> DataLoader[Batch]:
+    """DataLoader of a rank's micro-batches: ``workers`` processes (0 = in this process) serialize
+    ahead of the training step (2 micro-batches in flight per worker), batches in sampler order;
+    pinned memory for CUDA."""
+    if workers < 0:
+        raise ValueError(f"step_loader: workers must be >= 0, got {workers}")
+    extra: dict[str, object] = {}
+    if workers:
+        extra = {
+            "worker_init_fn": _worker_init,
+            "persistent_workers": False,
+        }
+    return DataLoader(
+        dataset,  # type: ignore[arg-type]
+        sampler=sampler,
+        batch_size=None,
+        collate_fn=_identity,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        **extra,  # type: ignore[arg-type]
+    )

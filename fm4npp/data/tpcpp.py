@@ -54,7 +54,7 @@ def _load(paths: list[Path], key: str) -> np.ndarray:
                 arrays.append(z[key])
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
             raise DataError(f"{p}: unreadable npz ({err})") from err
-    return np.concatenate(arrays)
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)  # (no copy of a single file)
 
 
 @dataclass
@@ -168,3 +168,4 @@ def convert_tpcpp(
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return ShardSet(out_dir), split.n_dropped
+

@@ -113,6 +113,9 @@ class ClusterProfile:
     max_parallel: int = 0  # local: cells at once; 0 = number of cores
     #: calibrated training throughput, events/s per GPU, by rung name (overrides FLOPs/peak/MFU)
     throughput_events_per_s: dict[str, float] = field(default_factory=dict)
+    #: input-pipeline rate per GPU (loader workers of one rank at k = 30, benchmarks/bench_input.py);
+    #: the cost model trains at min(GPU rate, this); 0 = not a bound
+    input_events_per_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.default_qos not in self.qos:

@@ -2,7 +2,9 @@
 
 GPU-hours come from a calibrated throughput (events/s per GPU for the rung, in the cluster profile)
 when there is one, otherwise from FLOPs ÷ (GPU peak × assumed MFU); which one was used is stated in
-every row (``cost_source``). Pure functions of numbers; no I/O.
+every row (``cost_source``). The training rate is min(GPU rate, input-pipeline rate) when the profile
+has a calibrated ``input_events_per_s`` (benchmarks/bench_input.py); ``bound`` says which one applies.
+Pure functions of numbers; no I/O.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class CellCost:
     fits_qos: bool  # one job slot is enough (else it is chained through n_slots requeues)
     n_slots: int  # wall-time slots needed: requeues = n_slots − 1
     cost_source: str  # "calibrated" or "flops/(peak×mfu)"
+    bound: str = "gpu"  # "input" when the loader workers, not the GPU, set the rate (issue 13)
 
 
 def cell_cost(
@@ -43,13 +46,16 @@ def cell_cost(
     flops = flops_per_token(rung, seq_len=hits_per_event) * n_hits
     throughput = cluster.throughput_events_per_s.get(rung.name)
     if throughput:
-        wall_h = events_seen / (throughput * gpus) / 3600.0
-        gpu_hours = wall_h * gpus
         source = "calibrated"
-    else:
-        gpu_hours = flops / (cluster.peak_tflops * 1e12 * cluster.mfu) / 3600.0
-        wall_h = gpu_hours / gpus
+    else:  # events/s per GPU implied by FLOPs ÷ (peak × MFU)
+        per_event = flops / events_seen if events_seen else 0.0
+        throughput = cluster.peak_tflops * 1e12 * cluster.mfu / per_event if per_event else math.inf
         source = f"flops/(peak×mfu={cluster.mfu:g})"
+    bound = "gpu"
+    if 0 < cluster.input_events_per_s < throughput:
+        throughput, bound = cluster.input_events_per_s, "input"
+    wall_h = events_seen / (throughput * gpus) / 3600.0
+    gpu_hours = wall_h * gpus
     nodes = math.ceil(gpus / cluster.gpus_per_node) if cluster.gpus_per_node > 0 else 1
     # The last signal_delay_s of each slot goes to checkpointing; the rest trains.
     usable_h = max(qos.max_wall_min / 60.0 - cluster.signal_delay_s / 3600.0, 1e-9)
@@ -69,4 +75,5 @@ def cell_cost(
         fits_qos=fits,
         n_slots=n_slots,
         cost_source=source,
+        bound=bound,
     )

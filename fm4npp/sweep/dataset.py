@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from fm4npp.data.prepare import PreparedDataset, prepare_dataset
+from fm4npp.data.prepare import PreparedDataset, prepare_dataset, prepare_labelled
 from fm4npp.errors import DataError
 from fm4npp.sweep.plan import Plan
 
@@ -19,8 +19,12 @@ HIT_LIMIT_MARGIN = 1.02  # events above the hit limit are dropped (≈ 0.2–0.8
 
 
 def max_train_events(plan: Plan) -> int:
-    """Training events any cell needs: the largest dataset tier, or labelled set of the adapters."""
-    return max(max(c.run.n_events for c in plan.cells), max(plan.spec.eval.labelled_events))
+    """Training events any cell needs: the largest dataset tier, or labelled set of the adapters
+    (unless the labelled events come from their own source, ``data.labelled_path``)."""
+    tiers = max(c.run.n_events for c in plan.cells)
+    if plan.spec.data.labelled_path:
+        return tiers
+    return max(tiers, max(plan.spec.eval.labelled_events))
 
 
 def pool_size(plan: Plan) -> int:
@@ -50,4 +54,13 @@ def ensure_dataset(plan: Plan, *, progress: bool = True, seed: int = 12345) -> P
         generate_dataset(
             data_dir, pool_size(plan), seed=seed, workers=spec.data.workers, gun=gun, progress=progress
         )
-    return prepare_dataset(data_dir, spec.data, max_train_events(plan), modes=(spec.train.mode,))
+    prepared = prepare_dataset(data_dir, spec.data, max_train_events(plan), modes=(spec.train.mode,))
+    if spec.data.labelled_path:  # TPCpp-10M: labelled subsets and test split from their own source
+        labelled = Path(spec.data.labelled_path)
+        if not (labelled.is_dir() and any(labelled.glob("*.parquet"))):
+            raise DataError(
+                f"{labelled}: no labelled event shards for data.labelled_path (convert the archive "
+                "with `fm4npp-sweep data convert-tpcpp ROOT --out DIR`: DIR/labelled)"
+            )
+        prepare_labelled(data_dir, labelled, max(spec.eval.labelled_events))
+    return prepared

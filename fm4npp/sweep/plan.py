@@ -63,6 +63,7 @@ class PlannedCell:
             "fits_qos": c.fits_qos,
             "n_slots": c.n_slots,
             "cost_source": c.cost_source,
+            "bound": c.bound,
         }
 
 

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from fm4npp.config import RunConfig
-from fm4npp.data.prepare import load_prepared
+from fm4npp.data.prepare import labelled_source, load_prepared
 from fm4npp.data.schema import Event
 from fm4npp.data.serialize import SerializedEvent, serialize_event
 from fm4npp.data.shards import ShardSet
-from fm4npp.data.tiers import nested_subset
+from fm4npp.data.tiers import Splits, nested_subset
 from fm4npp.errors import StoreError
 from fm4npp.eval.hough import find_tracks_event
 from fm4npp.eval.metrics_tracking import MatchConfig, TrackingEvent, evaluate_tracking
@@ -70,11 +70,13 @@ class LabelledEvents:
 def load_labelled(cfg: RunConfig) -> LabelledEvents:
     """Read and serialize (order and mode of ``cfg.train``) the events the adapters need."""
     prepared = load_prepared(Path(cfg.data_dir), cfg.data, cfg.train.mode)
-    shards = ShardSet(cfg.data_dir)
+    shards, splits = ShardSet(cfg.data_dir), prepared.splits
+    if cfg.data.labelled_path:  # TPCpp-10M: published labelled splits, pretraining edges (issue 13)
+        shards, splits = labelled_source(cfg.data.labelled_path)
+        val = nested_subset(splits.val, min(cfg.data.val_events, len(splits.val)), cfg.data.split_seed)
+        splits = Splits(train=splits.train, val=val, test=splits.test)
     seed = cfg.data.split_seed + LABEL_SEED_OFFSET
-    subsets = {
-        n: nested_subset(prepared.splits.train, n, seed) for n in sorted(set(cfg.eval.labelled_events))
-    }
+    subsets = {n: nested_subset(splits.train, n, seed) for n in sorted(set(cfg.eval.labelled_events))}
 
     def read(ids: np.ndarray) -> tuple[list[Event], list[SerializedEvent]]:
         events = shards.read_events(ids)
@@ -86,7 +88,7 @@ def load_labelled(cfg: RunConfig) -> LabelledEvents:
         return events, ser
 
     pool = subsets[max(subsets)]
-    return LabelledEvents(read(pool), read(prepared.splits.val), read(prepared.splits.test), subsets)
+    return LabelledEvents(read(pool), read(splits.val), read(splits.test), subsets)
 
 
 def _device() -> torch.device:

@@ -23,9 +23,15 @@ import torch
 
 from fm4npp.atomic import write_parquet
 from fm4npp.config import RunConfig, load_dataclass, read_yaml
+from fm4npp.data.flat import FLAT_DIR, FlatEvents
 from fm4npp.data.prepare import load_prepared
-from fm4npp.data.shards import ShardSet
-from fm4npp.data.torch_dataset import EventOrderSampler, SerializedEvents, collate
+from fm4npp.data.torch_dataset import (
+    MicroBatchDataset,
+    SerializedEvents,
+    StepSampler,
+    default_loader_workers,
+    step_loader,
+)
 from fm4npp.errors import ConfigError, Interrupted, StoreError, TrainingError
 from fm4npp.model import ladder
 from fm4npp.store import claim
@@ -37,11 +43,9 @@ from fm4npp.train.optim import build_optimizer
 from fm4npp.train.progress import Progress
 
 SMOOTH_LAST_VALIDATIONS = 3  # smoothed_val_loss = mean of the last 3 validations (less seed noise)
-# Serialize-once cache limit per process: a serialized event costs ≈ 21·k bytes per hit (float32
-# targets 12k, int64 neighbour indices 8k, mask k), so a 2,000-event quickstart tier needs ≈ 1 GB
-# and a 10M-event tier could never fit; above the limit events are re-serialized on every use.
-CACHE_MAX_BYTES = 8 * 2**30
-CACHE_BYTES_PER_HIT_PER_K = 21
+# Extra column of the metrics parts (after METRIC_COLUMNS): the fraction of the step's wall time spent
+# waiting for the input pipeline (a starved run shows values near 1).
+DATA_WAIT_COLUMN = "data_wait_fraction"
 
 
 def read_run_config(path: Path) -> RunConfig:
@@ -111,21 +115,15 @@ def _pretrain(
             f"× train.micro_batch_events={tc.micro_batch_events}"
         )
 
-    # -- data: the cell's nested tier of the training split, and the study's fixed validation split
+    # -- data: the cell's nested tier of the training split, and the study's fixed validation split,
+    # read from the memory-mapped flat layout (resident memory independent of the tier size)
     prepared = load_prepared(Path(cfg.data_dir), cfg.data, tc.mode)
-    shards = ShardSet(cfg.data_dir)
-    per_event = cfg.data.hits_per_event * tc.k_neighbours * CACHE_BYTES_PER_HIT_PER_K
-    cache = cfg.n_events * per_event <= CACHE_MAX_BYTES
-
-    def serialized(ids: np.ndarray, cache: bool = True) -> SerializedEvents:
-        return SerializedEvents(
-            shards, ids, prepared.edges, order=tc.order, mode=tc.mode, k=tc.k_neighbours, cache=cache
-        )
-
-    train_set = serialized(prepared.tier(cfg.n_events), cache)
-    val_set = serialized(prepared.splits.val)
-    for dataset in (train_set, val_set) if cache else (val_set,):
-        dataset.preload()
+    flat = FlatEvents(Path(cfg.data_dir) / FLAT_DIR)
+    tier = prepared.tier(cfg.n_events)
+    val_set = SerializedEvents(
+        flat, prepared.splits.val, prepared.edges, order=tc.order, mode=tc.mode, k=tc.k_neighbours
+    )
+    val_set.preload()  # fixed size (data.val_events), serialized once; also compiles the kNN kernel
 
     # -- model, optimiser, schedule (all seeded by the cell's seed)
     from fm4npp.model.backbone import FM4NPPModel
@@ -160,8 +158,15 @@ def _pretrain(
             f"restarting at step 0 would log those steps twice. Restore the checkpoint, or delete "
             f"{rd.metrics} and {rd.checkpoints} to train the cell afresh"
         )
-    state.pending_part, state.pending_rows = "", {c: [] for c in METRIC_COLUMNS}
-    sampler = EventOrderSampler(len(train_set), seed=cfg.seed, position=state.sampler_position)
+    state.pending_part, state.pending_rows = "", _empty_rows()
+    sampler = StepSampler(
+        flat, tier, seed=cfg.seed, position=state.sampler_position, batch_events=tc.batch_events,
+        micro_batch_events=tc.micro_batch_events, rank=env.rank, world_size=env.world_size,
+    )  # fmt: skip
+    cuda = env.device.type == "cuda"
+    workers = tc.loader_workers if tc.loader_workers >= 0 else default_loader_workers(cuda)
+    dataset = MicroBatchDataset(flat, prepared.edges, order=tc.order, mode=tc.mode, k=tc.k_neighbours)
+    batches = iter(step_loader(dataset, sampler, workers, pin_memory=cuda))
     net: torch.nn.Module = model
     if env.active:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -173,7 +178,6 @@ def _pretrain(
 
     def checkpoint() -> None:
         """Checkpoint first, then its metrics part (see module docstring); rank 0 only."""
-        state.sampler_position = sampler.position
         if env.is_main:
             if state.pending_rows["step"]:
                 state.pending_part = rd.next_metrics_part().name
@@ -182,7 +186,7 @@ def _pretrain(
             if state.pending_part:
                 claim.check(rd.path)
                 write_parquet(rd.metrics / state.pending_part, state.pending_rows)
-        state.pending_part, state.pending_rows = "", {c: [] for c in METRIC_COLUMNS}
+        state.pending_part, state.pending_rows = "", _empty_rows()
         dist.barrier(env)
 
     flops_per_hit = ladder.flops_per_token(rung, cfg.data.hits_per_event)
@@ -191,20 +195,19 @@ def _pretrain(
         if should_stop is not None and dist.any_rank(should_stop(), env):
             checkpoint()
             progress.close()
+            _close_loader(batches)
             raise Interrupted(state.step, rd.last_checkpoint)
         t0 = time.perf_counter()
         lr = scheduler.get_last_lr()[0]
         torch.manual_seed(step_seed(cfg.seed, env.rank, state.step))  # dropout: exact on any resume
 
-        # fetch this step's global batch; this rank takes every world_size-th event
-        events = sampler.take(tc.batch_events)[env.rank :: env.world_size]
-        # micro-batches of similar length: far less padding, the same step (the loss is normalised
-        # by the whole step's target count); the sort is stable, so a resumed run stays exact
-        ordered = sorted(train_set.get_many(events), key=lambda e: e.n_hits)
-        micro = [
-            collate(ordered[i : i + tc.micro_batch_events]).to(env.device)
-            for i in range(0, len(ordered), tc.micro_batch_events)
-        ]
+        # this step's micro-batches (this rank's share of the global batch, sorted by length: far
+        # less padding, the same step), serialized ahead by the loader workers
+        t_wait = time.perf_counter()
+        micro = [next(batches) for _ in range(per_rank)]
+        data_wait = time.perf_counter() - t_wait
+        state.sampler_position += tc.batch_events
+        micro = [b.to(env.device, non_blocking=True) for b in micro]
         counts = torch.tensor(
             [
                 sum(b.n_targets for b in micro),
@@ -236,6 +239,7 @@ def _pretrain(
         if not math.isfinite(loss) or not math.isfinite(grad_norm):
             what = "loss" if not math.isfinite(loss) else "gradient norm"
             reason = f"non-finite {what} at step {state.step + 1} (loss {loss}, grad norm {grad_norm})"
+            _close_loader(batches)
             _fail(cfg, rd, env, state, reason)
         optimizer.step()
         scheduler.step()
@@ -267,15 +271,31 @@ def _pretrain(
                    n_hits / step_time, state.wall_time_s)  # fmt: skip
             for column, value in zip(METRIC_COLUMNS, row, strict=True):
                 state.pending_rows[column].append(value)
-        progress.update(state.step, loss, n_hits / step_time, None if math.isnan(val_loss) else val_loss)
+            state.pending_rows[DATA_WAIT_COLUMN].append(data_wait / step_time)
+        progress.update(
+            state.step, loss, n_hits / step_time, None if math.isnan(val_loss) else val_loss,
+            data_wait=data_wait / step_time,
+        )  # fmt: skip
         if state.step % tc.checkpoint_every_steps == 0 or state.step == total_steps:
             checkpoint()
     progress.close()
+    _close_loader(batches)
 
     summary = _summary(cfg, state, env, model, rung, flops_per_hit, total_steps, steps_planned)
     if env.is_main:
         rd.write_pretrain(summary)
     return summary
+
+
+def _empty_rows() -> dict[str, list[Any]]:
+    return {c: [] for c in (*METRIC_COLUMNS, DATA_WAIT_COLUMN)}
+
+
+def _close_loader(batches: Any) -> None:
+    """Stop the loader's worker processes now (not whenever the iterator is garbage collected)."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def _open_run_dir(cfg: RunConfig, rd: RunDir, env: dist.DistEnv) -> dict[str, Any] | None:

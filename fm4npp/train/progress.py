@@ -48,8 +48,16 @@ class Progress:
                 total=total_steps, initial=start_step, desc=desc, unit="step", file=self.stream
             )
 
-    def update(self, step: int, loss: float, tokens_per_s: float, val_loss: float | None = None) -> None:
-        """Record that optimiser step ``step`` (1-based) finished with training loss ``loss``."""
+    def update(
+        self,
+        step: int,
+        loss: float,
+        tokens_per_s: float,
+        val_loss: float | None = None,
+        data_wait: float | None = None,
+    ) -> None:
+        """Record that optimiser step ``step`` (1-based) finished with training loss ``loss``;
+        ``data_wait`` = fraction of the step spent waiting for input (shown as ``wait 12%``)."""
         if not self.enabled:
             return
         done = step - self.start
@@ -58,14 +66,17 @@ class Progress:
             post = {"loss": f"{loss:.4f}", "tok/s": f"{tokens_per_s:.3g}"}
             if val_loss is not None:
                 post["val"] = f"{val_loss:.4f}"
+            if data_wait is not None:
+                post["wait"] = f"{data_wait:.0%}"
             self._bar.set_postfix(post, refresh=False)
             self._bar.update(step - self._bar.n)
             return
         if step % self.every == 0 or step == self.total or val_loss is not None:
             val = f" val {val_loss:.4f}" if val_loss is not None else ""
+            wait = f" wait {data_wait:.0%}" if data_wait is not None else ""
             self.stream.write(
                 f"{self.desc} step {step}/{self.total} loss {loss:.4f}{val} "
-                f"tok/s {tokens_per_s:.3g} eta {format_eta(eta)}\n"
+                f"tok/s {tokens_per_s:.3g}{wait} eta {format_eta(eta)}\n"
             )
             self.stream.flush()
 
