@@ -23,9 +23,16 @@ import numpy as np
 
 from fm4npp.data.fastsim import SimConfig, simulate_particles
 from fm4npp.data.fastsim.noise import curler_particles
+from fm4npp.data.fastsim.secondaries import add_secondaries
 from fm4npp.data.gun import GunConfig, gun_particles
 from fm4npp.data.pythia import PythiaDriver, block_seed
-from fm4npp.data.schema import HIT_COLUMNS, PARTICLE_COLUMNS, SCHEMA_VERSION, Event
+from fm4npp.data.schema import (
+    HIT_COLUMNS,
+    ORIGIN_SECONDARY,
+    PARTICLE_COLUMNS,
+    SCHEMA_VERSION,
+    Event,
+)
 from fm4npp.data.shards import ShardInfo, ShardSet, commit_dir, finalize, staging_dir, write_shard
 from fm4npp.errors import ConfigError
 
@@ -64,7 +71,12 @@ def simulate_block(
             rng.poisson(sim.curler_mean, size=n_events), first, rng,
             sim.curler_max_turns, sim.curler_path_cm,
         )  # fmt: skip
-        table = {k: np.concatenate([table[k], curlers[k]]) for k in table}
+        extra = curler_particles(
+            rng.poisson(sim.secondary_mean, size=n_events), first, rng,
+            sim.curler_max_turns, sim.curler_path_cm, sim.secondary_pt_range_gev, ORIGIN_SECONDARY,
+        )  # fmt: skip
+        table = {k: np.concatenate([table[k], curlers[k], extra[k]]) for k in table}
+        table = add_secondaries(table, rng, sim.max_turns, sim.conversions, sim.decays_in_flight)
     table["max_turns"] = np.where(table["max_turns"] > 0, table["max_turns"], sim.max_turns)
     return simulate_particles(table, sim, rng)
 

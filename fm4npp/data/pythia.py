@@ -18,6 +18,10 @@ PYTHIA_SEED_MAX = 900_000_000  # SPEC §3.1: Random:seed must stay below 900,000
 VERTEX_SIGMA_CM = (0.012, 0.012, 10.0)  # SPEC §2.1: p+p vertex σx = σy = 120 µm, σz = 10 cm
 MIN_DECAY_LENGTH_CM = 1.0  # SPEC §3.2: decayed charged hadrons flying > 1 cm leave a track stub
 PRIMARY_MAX_R_CM = 0.1  # production within 1 mm of the collision counts as primary
+# Photons kept for conversions (SPEC §3.2): pT > 10 MeV/c and |pz| < 2.13·pT (|η| < 1.5). Softer or more
+# forward photons cannot give e± reaching the pad rows (from the material) at any useful rate.
+PHOTON_MIN_PT_GEV = 0.01
+PHOTON_MAX_COT = 2.13
 
 BASE_SETTINGS = (
     "Beams:idA = 2212",
@@ -69,7 +73,8 @@ class PythiaDriver:
         self, n_events: int, pythia_seed: int, rng: np.random.Generator, first_event: int = 0
     ) -> dict[str, np.ndarray]:
         """Particle table of ``n_events`` events numbered from ``first_event``; vertices smeared with
-        ``rng``. Rows: charged final-state particles and charged hadrons decaying after > 1 cm."""
+        ``rng``. Rows: charged final-state particles, charged hadrons decaying after > 1 cm, and final
+        photons (charge 0, pdg 22) in the acceptance for conversions (see fastsim.secondaries)."""
         self._pythia.rndm.init(pythia_seed)
         rows: list[tuple[float, ...]] = []
         n = 0
@@ -108,6 +113,13 @@ def _charged_rows(event: object, event_index: int) -> list[tuple[float, ...]]:
     rows: list[tuple[float, ...]] = []
     for pa in event:  # type: ignore[attr-defined]
         if not pa.isCharged():
+            if pa.id() == 22 and pa.isFinal():
+                pt = pa.pT()
+                if pt > PHOTON_MIN_PT_GEV and abs(pa.pz()) < PHOTON_MAX_COT * pt:
+                    rows.append(
+                        (event_index, 22, 0, 0.0, pa.px(), pa.py(), pa.pz(),
+                         0.1 * pa.xProd(), 0.1 * pa.yProd(), 0.1 * pa.zProd(), math.inf, 0)
+                    )  # fmt: skip
             continue
         if pa.isFinal():
             s_max = math.inf

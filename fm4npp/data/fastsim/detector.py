@@ -40,11 +40,18 @@ class SimConfig:
     # ADC-like units per keV: SPEC §3.8 gives 253.1/7.5 ≈ 34; re-tuned to 29.7 so that the mean charge of
     # all hits (curlers included) of the calibrated tune is ≈ 253 like TPCpp-10M.
     adc_per_kev: float = 29.7
+    conversions: bool = True  # SPEC §3.6: photon conversions in the material and gas (PYTHIA only)
+    decays_in_flight: bool = True  # SPEC §3.6: π±/K± decays inside the TPC (PYTHIA only)
+    # Phenomenological secondary e± above the noise cut (origin 5), same volume source as the curlers.
+    secondary_mean: float = 0.0
+    secondary_pt_range_gev: tuple[float, float] = (0.06, 0.3)
 
     def __post_init__(self) -> None:
         checks = {
             "max_turns": self.max_turns >= 1,
             "curler_mean": self.curler_mean >= 0,
+            "secondary_mean": self.secondary_mean >= 0,
+            "secondary_pt_range_gev": 0 < self.secondary_pt_range_gev[0] <= self.secondary_pt_range_gev[1],
             "curler_max_turns": self.curler_max_turns >= 1,
             "curler_path_cm": self.curler_path_cm > 0,
             "hit_efficiency": 0 <= self.hit_efficiency <= 1,
