@@ -1,4 +1,5 @@
-"""Event-generation speed (events/s): PYTHIA alone, simulation alone, gun, end to end, workers 1 and 2.
+"""Event-generation speed (events/s): PYTHIA alone, secondaries, simulation alone, gun, end to end,
+workers 1 and 2.
 
 In-process stages are timed in process CPU time (events/s per core, robust on a shared machine);
 ``generate_dataset`` runs are wall-clock, including PYTHIA initialisation, worker start and Parquet.
@@ -19,7 +20,6 @@ import numpy as np
 
 from fm4npp.data import generate as gen
 from fm4npp.data.fastsim import SimConfig, simulate_particles
-from fm4npp.data.fastsim.noise import curler_particles
 from fm4npp.data.gun import GunConfig, gun_particles
 from fm4npp.data.pythia import block_seed
 
@@ -47,13 +47,12 @@ def main() -> None:
         tables.append(driver.generate(k, block_seed(0, b), rng, b * gen.BLOCK_EVENTS))
     rows.append(("PYTHIA 8 alone (+ extraction), CPU", _rate(n, time.process_time() - t), "1"))
 
+    t = time.process_time()
     full = []
     for (b, k), table in zip(blocks, tables, strict=True):
         rng = np.random.default_rng(b)
-        cur = curler_particles(rng.poisson(sim.curler_mean, k), b * gen.BLOCK_EVENTS, rng, 40, 300.0)
-        merged = {c: np.concatenate([table[c], cur[c]]) for c in table}
-        merged["max_turns"] = np.where(merged["max_turns"] > 0, merged["max_turns"], sim.max_turns)
-        full.append(merged)
+        full.append(gen.event_particles(table, k, b * gen.BLOCK_EVENTS, sim, rng))
+    rows.append(("noise + secondaries (conversions, decays), CPU", _rate(n, time.process_time() - t), "1"))
     t = time.process_time()
     n_hits = 0
     for i, table in enumerate(full):

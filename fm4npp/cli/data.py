@@ -64,7 +64,7 @@ def _stats(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1, default=str))
         return 0
     for key, value in summary.items():
-        if key == "metadata":
+        if key in ("metadata", "validation"):
             continue
         if isinstance(value, float):
             value = f"{value:.4g}"
@@ -73,6 +73,10 @@ def _stats(args: argparse.Namespace) -> int:
                 f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
             )
         print(f"{key:30s} {value}")
+    from fm4npp.data.validation import format_validation
+
+    print("\nagainst TPCpp-10M (SPEC §2.2–2.4, §3):")
+    print(format_validation(summary["validation"]))
     return 0
 
 

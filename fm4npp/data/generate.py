@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from fm4npp.data.fastsim import SimConfig, simulate_particles
-from fm4npp.data.fastsim.noise import curler_particles
+from fm4npp.data.fastsim.noise import curler_particles, material_secondaries
 from fm4npp.data.fastsim.secondaries import add_secondaries
 from fm4npp.data.gun import GunConfig, gun_particles
 from fm4npp.data.pythia import PythiaDriver, block_seed
@@ -38,6 +38,7 @@ from fm4npp.errors import ConfigError
 
 BLOCK_EVENTS = 100  # events per seeding block: the unit of work and of determinism
 EVENTS_PER_SHARD = 1000  # default shard size (a multiple of BLOCK_EVENTS)
+SECONDARY_MAX_COT = 2.13  # the material secondaries scale with the charged particles at |η| < 1.5
 
 Tables = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
 
@@ -65,20 +66,37 @@ def simulate_block(
     rng = np.random.default_rng(np.random.SeedSequence((seed, block)))
     if gun is not None:
         table = gun_particles(n_events, gun, rng, first)
+        table["max_turns"] = np.where(table["max_turns"] > 0, table["max_turns"], sim.max_turns)
     else:
         table = _driver(seed, tune).generate(n_events, block_seed(seed, block), rng, first)
-        curlers = curler_particles(
-            rng.poisson(sim.curler_mean, size=n_events), first, rng,
-            sim.curler_max_turns, sim.curler_path_cm,
-        )  # fmt: skip
-        extra = curler_particles(
-            rng.poisson(sim.secondary_mean, size=n_events), first, rng,
-            sim.curler_max_turns, sim.curler_path_cm, sim.secondary_pt_range_gev, ORIGIN_SECONDARY,
-        )  # fmt: skip
-        table = {k: np.concatenate([table[k], curlers[k], extra[k]]) for k in table}
-        table = add_secondaries(table, rng, sim.max_turns, sim.conversions, sim.decays_in_flight)
-    table["max_turns"] = np.where(table["max_turns"] > 0, table["max_turns"], sim.max_turns)
+        table = event_particles(table, n_events, first, sim, rng)
     return simulate_particles(table, sim, rng)
+
+
+def event_particles(
+    pythia: dict[str, np.ndarray],
+    n_events: int,
+    first_event: int,
+    sim: SimConfig,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """The particle table to transport: PYTHIA's particles (photons included), noise curlers, the
+    phenomenological secondaries, conversions and decays in flight (SPEC §3.6, §3.9), ``max_turns``
+    filled from ``sim``."""
+    curlers = curler_particles(
+        rng.poisson(sim.curler_mean, size=n_events), first_event, rng,
+        sim.curler_max_turns, sim.curler_path_cm,
+    )  # fmt: skip
+    charged = (pythia["charge"] != 0) & (
+        np.abs(pythia["pz"]) < SECONDARY_MAX_COT * np.hypot(pythia["px"], pythia["py"])
+    )
+    n_charged = np.bincount(pythia["event"][charged] - first_event, minlength=n_events)[:n_events]
+    extra = material_secondaries(
+        rng.poisson(sim.secondary_per_charged * n_charged), first_event, rng, sim.secondary_pt_range_gev,
+        sim.secondary_r_range_cm, sim.secondary_eta_max, ORIGIN_SECONDARY,
+    )  # fmt: skip
+    table = {k: np.concatenate([pythia[k], curlers[k], extra[k]]) for k in pythia}
+    return add_secondaries(table, rng, sim.max_turns, sim.conversions, sim.decays_in_flight)
 
 
 def tables_to_events(

@@ -50,3 +50,43 @@ def curler_particles(
         "primary": np.zeros(n, dtype=bool),
         "parent": np.zeros(n, dtype=np.int64),
     }
+
+
+def material_secondaries(
+    n_per_event: np.ndarray,
+    first_event: int,
+    rng: np.random.Generator,
+    pt_range_gev: tuple[float, float],
+    r_range_cm: tuple[float, float],
+    eta_max: float,
+    origin: int,
+) -> dict[str, np.ndarray]:
+    """Particle-table rows for e± (either sign) born in the inner material: r uniform in ``r_range_cm``,
+    |z| < 105.5 cm, pT log-uniform in ``pt_range_gev``, direction uniform in φ and in |η| < ``eta_max``.
+    ``n_per_event`` (E,) counts per event. → columns of (P,)."""
+    n = int(n_per_event.sum())
+    event = np.repeat(np.arange(len(n_per_event)) + first_event, n_per_event)
+    r = rng.uniform(*r_range_cm, size=n)
+    phi = rng.uniform(-np.pi, np.pi, size=n)
+    lo, hi = np.log(pt_range_gev)
+    pt = np.exp(rng.uniform(float(lo), float(hi), size=n))
+    eta = rng.uniform(-eta_max, eta_max, size=n)
+    phi_p = rng.uniform(-np.pi, np.pi, size=n)
+    sign = np.where(rng.random(n) < 0.5, 1, -1)
+    return {
+        "event": event.astype(np.int64),
+        "pdg": (11 * sign).astype(np.int32),  # e− is PDG 11 with charge −1
+        "charge": (-sign).astype(np.int8),
+        "mass": np.full(n, ELECTRON_MASS_GEV),
+        "px": pt * np.cos(phi_p),
+        "py": pt * np.sin(phi_p),
+        "pz": pt * np.sinh(eta),
+        "vx": r * np.cos(phi),
+        "vy": r * np.sin(phi),
+        "vz": rng.uniform(-Z_MAX_CM, Z_MAX_CM, size=n),
+        "s_max_cm": np.full(n, np.inf),
+        "max_turns": np.zeros(n, dtype=np.int64),  # filled by the caller's SimConfig
+        "origin": np.full(n, origin, dtype=np.int8),
+        "primary": np.zeros(n, dtype=bool),
+        "parent": np.zeros(n, dtype=np.int64),
+    }
