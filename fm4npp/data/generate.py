@@ -42,14 +42,17 @@ SECONDARY_MAX_COT = 2.13  # the material secondaries scale with the charged part
 
 Tables = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
 
-_DRIVER: PythiaDriver | None = None  # one initialised PYTHIA per process
+# One initialised PYTHIA per process, with the (dataset seed, tune) it was made for: PYTHIA's
+# initialisation samples with the random engine (MPI and diffraction tables), so the event stream of a
+# block depends on the initialisation seed too, and another dataset seed or tune needs a new driver.
+_DRIVER: tuple[tuple[int, str], PythiaDriver] | None = None
 
 
 def _driver(seed: int, tune: str) -> PythiaDriver:
     global _DRIVER
-    if _DRIVER is None:
-        _DRIVER = PythiaDriver(seed, tune)
-    return _DRIVER
+    if _DRIVER is None or _DRIVER[0] != (seed, tune):
+        _DRIVER = ((seed, tune), PythiaDriver(seed, tune))
+    return _DRIVER[1]
 
 
 def simulate_block(
