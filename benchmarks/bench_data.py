@@ -4,7 +4,7 @@ workers 1 and 2.
 In-process stages are timed in process CPU time (events/s per core, robust on a shared machine);
 ``generate_dataset`` runs are wall-clock, including PYTHIA initialisation, worker start and Parquet.
 
-Usage: .venv/bin/python benchmarks/bench_data.py [--events 2000]
+Usage: .venv/bin/python benchmarks/bench_data.py [--events 2000] [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def _rate(n: int, seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--workers", default="1,2", help="generate_dataset runs, e.g. 1,2 or 1")
     args = parser.parse_args()
     n = args.events
     sim = SimConfig()
@@ -73,7 +74,7 @@ def main() -> None:
     rows.append(("end to end in memory (PYTHIA + sim), CPU", _rate(n, time.process_time() - t), "1"))
 
     with tempfile.TemporaryDirectory() as tmp:
-        for workers in (1, 2):
+        for workers in (int(w) for w in args.workers.split(",")):
             t = time.perf_counter()
             gen.generate_dataset(Path(tmp) / f"w{workers}", n, 0, workers=workers, progress=False)
             rows.append(

@@ -112,21 +112,23 @@ def _charged_rows(event: object, event_index: int) -> list[tuple[float, ...]]:
     """(event, pdg, q, m, px, py, pz, vx, vy, vz [cm], s_max [cm], 0) of each kept particle."""
     rows: list[tuple[float, ...]] = []
     for pa in event:  # type: ignore[attr-defined]
-        if not pa.isCharged():
-            if pa.id() == 22 and pa.isFinal():
+        if pa.isFinal():
+            if pa.isCharged():
+                s_max = math.inf
+            elif pa.id() == 22:
                 pt = pa.pT()
                 if pt > PHOTON_MIN_PT_GEV and abs(pa.pz()) < PHOTON_MAX_COT * pt:
                     rows.append(
                         (event_index, 22, 0, 0.0, pa.px(), pa.py(), pa.pz(),
                          0.1 * pa.xProd(), 0.1 * pa.yProd(), 0.1 * pa.zProd(), math.inf, 0)
                     )  # fmt: skip
-            continue
-        if pa.isFinal():
-            s_max = math.inf
-        elif pa.isHadron() and pa.status() < 0:
-            # Charged hyperons (Σ±, Ξ−, Ω−) decay inside PYTHIA: keep their stub up to the decay point.
-            s_max = math.dist((pa.xDec(), pa.yDec(), pa.zDec()), (pa.xProd(), pa.yProd(), pa.zProd()))
-            s_max *= 0.1  # mm → cm
+                continue
+            else:
+                continue
+        elif pa.isCharged() and pa.isHadron():
+            # Charged hyperons (Σ±, Ξ−, Ω−) decay inside PYTHIA: keep their stub up to the decay point,
+            # |vDec − vProd| = τ·p/m (mm → cm).
+            s_max = 0.1 * pa.tau() * pa.pAbs() / pa.m()
             if s_max < MIN_DECAY_LENGTH_CM:
                 continue
         else:
