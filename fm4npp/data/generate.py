@@ -6,8 +6,12 @@ depends only on (seed, n_events, configuration), never on the number of workers.
 the parent writes them, in order, into shards of ``events_per_shard`` events inside a staging
 directory that is renamed into place only when everything succeeded.
 
-Calibration (SPEC §3, against TPCpp-10M ≈ 840 points and ≈ 15 tracks with ≥ 5 hits per event) is
-recorded in :class:`fm4npp.data.fastsim.SimConfig`'s defaults and in the shard set's metadata.
+Event content (PYTHIA only; the gun stays bare): PYTHIA's charged particles and weak-decay daughters
+(origin 1), noise curlers (origin 4), phenomenological material secondaries (origin 5), then photon
+conversions (origin 2) and π±/K± decays in flight (origin 3), see :mod:`fm4npp.data.fastsim.secondaries`.
+Calibration (SPEC §3, against TPCpp-10M ≈ 840 points and ≈ 15.5 tracks with ≥ 5 hits per event) is
+recorded in :class:`fm4npp.data.fastsim.SimConfig`'s defaults and in the shard set's metadata;
+``fm4npp-sweep data stats`` prints the comparison (:mod:`fm4npp.data.validation`).
 """
 
 from __future__ import annotations
