@@ -13,8 +13,9 @@ rows, so the daughters are transported, measured and labelled like any other par
   when its helix reaches that path length before it leaves the TPC (or ranges out after ``max_turns``),
   its path is capped there and a charged daughter starts at that helix point: π → μν; K → μν (63.56 %),
   K → π±π0 (20.67 %). The daughter momentum is the isotropic 2-body momentum p* boosted along the
-  parent. K± modes with ≥ 3 bodies (15.8 %) end the kaon without a simulated daughter, and daughters do
-  not decay again (one generation: the muon cτ is 659 m). Origin code 3.
+  parent. K± modes with ≥ 3 bodies (15.8 %) end the kaon without a simulated daughter, the π0 of
+  K → π±π0 is not followed, and daughters do not decay again (one generation: the muon cτ is 659 m).
+  Origin code 3.
 
 Weak decays of K0S, Λ, Σ, Ξ, Ω are done by PYTHIA with its displaced vertices (origin code 1, see
 :mod:`fm4npp.data.pythia`).
