@@ -75,7 +75,9 @@ def simulate_block(
         table = gun_particles(n_events, gun, rng, first)
         table["max_turns"] = np.where(table["max_turns"] > 0, table["max_turns"], sim.max_turns)
     else:
-        table = _driver(seed, tune).generate(n_events, block_seed(seed, block), rng, first)
+        table = _driver(seed, tune).generate(
+            n_events, block_seed(seed, block), rng, first, trigger=sim.trigger
+        )
         table = event_particles(table, n_events, first, sim, rng)
     return simulate_particles(table, sim, rng)
 

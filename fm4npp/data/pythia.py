@@ -22,6 +22,11 @@ PRIMARY_MAX_R_CM = 0.1  # production within 1 mm of the collision counts as prim
 # forward photons cannot give e± reaching the pad rows (from the material) at any useful rate.
 PHOTON_MIN_PT_GEV = 0.01
 PHOTON_MAX_COT = 2.13
+# Minimum-bias trigger (SPEC has no statement on TPCpp-10M's event selection; sPHENIX records p+p with the
+# MBD, whose two arms cover 3.51 < |η| < 4.61): ≥ 1 final charged particle in each arm. In pz/pT:
+# sinh(3.51) = 16.71 and sinh(4.61) = 50.24.
+MBD_ETA_RANGE = (3.51, 4.61)
+TRIGGERS = ("mbd", "none")
 
 BASE_SETTINGS = (
     "Beams:idA = 2212",
@@ -70,18 +75,34 @@ class PythiaDriver:
             raise ConfigError(f"PYTHIA failed to initialise (tune '{tune}')")
 
     def generate(
-        self, n_events: int, pythia_seed: int, rng: np.random.Generator, first_event: int = 0
+        self,
+        n_events: int,
+        pythia_seed: int,
+        rng: np.random.Generator,
+        first_event: int = 0,
+        trigger: str = "none",
     ) -> dict[str, np.ndarray]:
-        """Particle table of ``n_events`` events numbered from ``first_event``; vertices smeared with
-        ``rng``. Rows: charged final-state particles, charged hadrons decaying after > 1 cm, and final
-        photons (charge 0, pdg 22) in the acceptance for conversions (see fastsim.secondaries)."""
+        """Particle table of ``n_events`` accepted events numbered from ``first_event``; vertices smeared
+        with ``rng``. Rows: charged final-state particles, charged hadrons decaying after > 1 cm, and final
+        photons (charge 0, pdg 22) in the acceptance for conversions (see fastsim.secondaries).
+
+        ``trigger`` "mbd" keeps only events passing :func:`mbd_fired` (rejected events cost PYTHIA and
+        extraction time only); "none" keeps every inelastic event. ``self.trials`` counts the events
+        PYTHIA made for this call (accepted + rejected)."""
+        if trigger not in TRIGGERS:
+            raise ConfigError(f"trigger '{trigger}' unknown; allowed: {', '.join(TRIGGERS)}")
         self._pythia.rndm.init(pythia_seed)
         rows: list[tuple[float, ...]] = []
         n = 0
+        self.trials = 0
         while n < n_events:
             if not self._pythia.next():
                 continue
-            rows.extend(_charged_rows(self._pythia.event, first_event + n))
+            self.trials += 1
+            event_rows = _charged_rows(self._pythia.event, first_event + n)
+            if trigger == "mbd" and not mbd_fired(event_rows):
+                continue
+            rows.extend(event_rows)
             n += 1
         arr = np.array(rows, dtype=np.float64).reshape(-1, 12)
         event = arr[:, 0].astype(np.int64)
@@ -106,6 +127,25 @@ class PythiaDriver:
             "primary": primary,
             "parent": arr[:, 11].astype(np.int64),
         }
+
+
+def mbd_fired(rows: list[tuple[float, ...]]) -> bool:
+    """True when the event's final charged particles (rows of :func:`_charged_rows` with an unlimited
+    path) include one with 3.51 < η < 4.61 and one with −4.61 < η < −3.51 (η from the momentum, as seen
+    from the vertex)."""
+    lo, hi = math.sinh(MBD_ETA_RANGE[0]), math.sinh(MBD_ETA_RANGE[1])
+    north = south = False
+    for row in rows:
+        if row[2] == 0 or row[10] != math.inf:
+            continue
+        pt = math.hypot(row[4], row[5])
+        if lo * pt < row[6] < hi * pt:
+            north = True
+        elif -hi * pt < row[6] < -lo * pt:
+            south = True
+        if north and south:
+            return True
+    return False
 
 
 def _charged_rows(event: object, event_index: int) -> list[tuple[float, ...]]:

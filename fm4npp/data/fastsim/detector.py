@@ -42,17 +42,21 @@ class SimConfig:
     adc_per_kev: float = 30.7
     conversions: bool = True  # SPEC §3.6: photon conversions in the material and gas (PYTHIA only)
     decays_in_flight: bool = True  # SPEC §3.6: π±/K± decays inside the TPC (PYTHIA only)
-    # Phenomenological secondary e± above the noise cut (origin 5; born in the inner material at r in
-    # secondary_r_range_cm, pT log-uniform in secondary_pt_range_gev, |η| < secondary_eta_max): the tracks
-    # PYTHIA + the SPEC §3.6 secondaries lack (≈ 6 of 15.5 per event). Not first-principles physics: it
-    # stands for the Geant4 secondaries we do not simulate (hadronic interactions in the beam pipe,
-    # MVTX, INTT and field cage, δ-rays, Compton electrons), so its count per event is Poisson with a
-    # mean proportional to the event's charged particles at |η| < 1.5 (secondary_per_charged of them).
-    # 0 turns it off.
-    secondary_per_charged: float = 0.80
+    # Calibration knob, OFF by default; never use it for physics comparisons. Phenomenological secondary
+    # e± above the noise cut (origin 5; born in the inner material at r in secondary_r_range_cm, pT
+    # log-uniform in secondary_pt_range_gev, |η| < secondary_eta_max), Poisson per event with a mean of
+    # secondary_per_charged × the event's charged particles at |η| < 1.5. It has no physics basis of its
+    # own: it can stand in for Geant4 secondaries we do not simulate (hadronic interactions in the
+    # material, δ-rays) only in studies that say so; 0.8 adds ≈ 6 tracks and makes e± ≈ 50 % of the
+    # points (SPEC §3 prototype: 27 %), so a tuned value fakes agreement with TPCpp-10M (issue 17).
+    secondary_per_charged: float = 0.0
     secondary_pt_range_gev: tuple[float, float] = (0.15, 0.6)
     secondary_r_range_cm: tuple[float, float] = (2.0, 20.0)  # beam pipe … inner field cage (SPEC §3.5)
     secondary_eta_max: float = 1.1
+    # Event selection of PYTHIA events (fm4npp.data.pythia): "mbd" = minimum-bias trigger, ≥ 1 final
+    # charged particle in each MBD arm (3.51 < |η| < 4.61), like triggered sPHENIX p+p data; "none" =
+    # every inelastic event. Applied before the TPC simulation; the particle gun ignores it.
+    trigger: str = "mbd"
 
     def __post_init__(self) -> None:
         checks = {
@@ -69,6 +73,7 @@ class SimConfig:
             "merge_dz_cm": self.merge_dz_cm >= 0,
             "moyal_width": 0 <= self.moyal_width < 1 / 1.2704,
             "adc_per_kev": self.adc_per_kev > 0,
+            "trigger": self.trigger in ("mbd", "none"),
         }
         for key, ok in checks.items():
             if not ok:
