@@ -75,8 +75,8 @@ def _summary(**kw: object) -> dict:
         "hits_per_event_quantiles": {"0.1": 100.0, "0.5": 700.0, "0.9": 1500.0, "0.99": 3000.0},
         "share_above_3200": 0.008,
         "tracks_ge5_per_event_mean": 15.5,
-        "noise_fraction": 0.11,
-        "pid_fractions": {"other": 0.05, "pion": 0.4, "kaon": 0.03, "proton": 0.02, "electron": 0.5},
+        "noise_fraction": 0.24,
+        "pid_fractions": {"other": 0.063, "pion": 0.59, "kaon": 0.043, "proton": 0.029, "electron": 0.27},
         "energy_mean": 253.1,
         "energy_std": 268.7,
         "return_branch_share": 0.14,
@@ -97,7 +97,16 @@ def _summary(**kw: object) -> dict:
     ("energy_std", 300.0, "charge (E) std", "fail"),
     ("return_branch_share", 0.25, "return-branch share of signal points", "fail"),
     ("dndeta", None, "dN/dη charged primaries (|η| < 1.1, pT > 0.1)", "n/a"),
-    ("noise_fraction", 0.9, "noise fraction of points", "no ref"),
+    ("noise_fraction", 0.28, "noise fraction of points", "pass"),
+    ("noise_fraction", 0.20, "noise fraction of points", "pass"),
+    ("noise_fraction", 0.281, "noise fraction of points", "fail"),
+    ("noise_fraction", 0.11, "noise fraction of points", "fail"),
+    ("pid_fractions", {"other": 0.063, "pion": 0.59, "kaon": 0.043, "proton": 0.029, "electron": 0.52},
+     "PID fraction of points: electron", "fail"),
+    ("pid_fractions", {"other": 0.081, "pion": 0.59, "kaon": 0.043, "proton": 0.029, "electron": 0.27},
+     "PID fraction of points: other", "pass"),
+    ("pid_fractions", {"other": 0.063, "pion": 0.59, "kaon": 0.043, "proton": 0.019, "electron": 0.27},
+     "PID fraction of points: proton", "fail"),
 ])  # fmt: skip
 def test_validation_pass_fail_rules(key: str, value: object, quantity: str, status: str) -> None:
     assert all(r["status"] in ("pass", "no ref") for r in validation_rows(_summary()))
@@ -117,5 +126,11 @@ def test_format_validation_lists_every_row_and_counts() -> None:
     n_ref = sum(r["status"] == "no ref" for r in rows)
     assert lines[-1] == f"{len(rows) - n_ref - 1} pass, 1 fail, {n_ref} without a reference"
     assert {r["quantity"] for r in rows if r["status"] == "no ref"} >= {
-        "points / event, median", "noise fraction of points", "PID fraction of points: pion",
+        "points / event, median", "points / event, 10 %", "points / event, 90 %",
     }
+    unverified = [r for r in rows if "unverified reference" in r["reference"]]
+    assert {r["quantity"] for r in unverified} == {
+        "noise fraction of points", *(f"PID fraction of points: {c}" for c in
+                                      ("other", "pion", "kaon", "proton", "electron")),
+    }
+    assert all(r["status"] == "pass" for r in unverified)

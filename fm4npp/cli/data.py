@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gen.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     gen.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     gen.add_argument("--tune", default="default", help="PYTHIA tune: default, sphenix_mb, detroit")
+    gen.add_argument("--trigger", choices=("mbd", "none"), default="mbd",
+                     help="PYTHIA event selection: mbd = charged particle in both MBD arms (default)")
     gen.add_argument("--gun", action="store_true", help="particle gun instead of PYTHIA (no noise)")
     gen.add_argument("--gun-multiplicity", default="5-15", help="N or MIN-MAX tracks per gun event")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -37,13 +39,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from fm4npp.data.fastsim import SimConfig
     from fm4npp.data.generate import generate_dataset
     from fm4npp.data.gun import GunConfig, parse_multiplicity
 
     gun = GunConfig(multiplicity=parse_multiplicity(args.gun_multiplicity)) if args.gun else None
     shard_set = generate_dataset(
         args.out, args.events, args.seed, workers=args.workers, gun=gun,
-        progress=not args.no_progress, tune=args.tune,
+        progress=not args.no_progress, tune=args.tune, sim=SimConfig(trigger=args.trigger),
     )  # fmt: skip
     print(f"wrote {len(shard_set)} events to {args.out}")
     return 0

@@ -28,6 +28,9 @@ class DataConfig:
     hits_per_event: float = 840.0  # mean tokens per event for the cost model (TPCpp-10M ≈ 834–856)
     split_seed: int = 0  # seeds the splits and the nested tiers d1 ⊂ d2 ⊂ …
     workers: int = 1  # generation processes
+    # fastsim event selection (fm4npp.data.pythia): "mbd" = minimum-bias trigger, ≥ 1 final charged
+    # particle in each MBD arm 3.51 < |η| < 4.61 (sPHENIX MBD; SPEC has no selection statement); "none"
+    trigger: str = "mbd"
 
     def __post_init__(self) -> None:
         for name in ("val_events", "test_events", "max_hits"):
@@ -35,6 +38,8 @@ class DataConfig:
                 raise ConfigError(f"data.{name} must be > 0, got {getattr(self, name)}")
         if self.hits_per_event <= 0:
             raise ConfigError(f"data.hits_per_event must be > 0, got {self.hits_per_event}")
+        if self.trigger not in ("mbd", "none"):
+            raise ConfigError(f"data.trigger '{self.trigger}' unknown; allowed: mbd, none")
 
 
 @dataclass(frozen=True)
