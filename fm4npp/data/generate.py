@@ -6,11 +6,14 @@ depends only on (seed, n_events, configuration), never on the number of workers.
 the parent writes them, in order, into shards of ``events_per_shard`` events inside a staging
 directory that is renamed into place only when everything succeeded.
 
-Event content (PYTHIA only; the gun stays bare): PYTHIA's charged particles and weak-decay daughters
-(origin 1), noise curlers (origin 4), phenomenological material secondaries (origin 5), then photon
-conversions (origin 2) and π±/K± decays in flight (origin 3), see :mod:`fm4npp.data.fastsim.secondaries`.
-Calibration (SPEC §3, against TPCpp-10M ≈ 840 points and ≈ 15.5 tracks with ≥ 5 hits per event) is
-recorded in :class:`fm4npp.data.fastsim.SimConfig`'s defaults and in the shard set's metadata;
+Event content (PYTHIA only; the gun stays bare): PYTHIA's inelastic events that pass the MBD-like
+minimum-bias trigger (``SimConfig.trigger``, see :mod:`fm4npp.data.pythia`; rejected before any
+simulation), their charged particles and weak-decay daughters (origin 1), noise curlers (origin 4),
+then photon conversions (origin 2) and π±/K± decays in flight (origin 3), see
+:mod:`fm4npp.data.fastsim.secondaries`. The phenomenological material secondaries (origin 5) are a
+calibration knob, off by default (``SimConfig.secondary_per_charged``). Calibration (noise fraction
+23–25 % first, SPEC §3; then TPCpp-10M's ≈ 840 points per event) is recorded in
+:class:`fm4npp.data.fastsim.SimConfig`'s defaults and in the shard set's metadata;
 ``fm4npp-sweep data stats`` prints the comparison (:mod:`fm4npp.data.validation`).
 """
 
@@ -90,7 +93,7 @@ def event_particles(
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """The particle table to transport: PYTHIA's particles (photons included), noise curlers, the
-    phenomenological secondaries, conversions and decays in flight (SPEC §3.6, §3.9), ``max_turns``
+    phenomenological secondaries (if the knob is on), conversions and decays in flight (SPEC §3.6, §3.9), ``max_turns``
     filled from ``sim``."""
     curlers = curler_particles(
         rng.poisson(sim.curler_mean, size=n_events), first_event, rng,

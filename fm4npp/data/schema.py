@@ -26,7 +26,7 @@ ORIGIN_WEAK_DECAY = 1  # displaced daughters of PYTHIA's weak decays (K0S, Λ, �
 ORIGIN_CONVERSION = 2  # e± of photon conversions in the material and the gas
 ORIGIN_DECAY_IN_FLIGHT = 3  # μ± / π± of π± and K± decays inside the TPC
 ORIGIN_CURLER = 4  # low-pT secondary e± source (δ-rays, Compton e±, back-splash), SPEC §3.9
-ORIGIN_SECONDARY = 5  # phenomenological secondary e± above the noise cut (see fastsim.noise)
+ORIGIN_SECONDARY = 5  # phenomenological e± (calibration knob, off by default; see fastsim.noise)
 ORIGIN_NAMES = ("primary", "weak_decay", "conversion", "decay_in_flight", "curler", "secondary")
 
 #: Per-hit columns and their dtypes, in storage order.
