@@ -93,8 +93,8 @@ def event_particles(
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """The particle table to transport: PYTHIA's particles (photons included), noise curlers, the
-    phenomenological secondaries (if the knob is on), conversions and decays in flight (SPEC §3.6, §3.9), ``max_turns``
-    filled from ``sim``."""
+    phenomenological secondaries (if the knob is on), conversions and decays in flight (SPEC §3.6,
+    §3.9), ``max_turns`` filled from ``sim``."""
     curlers = curler_particles(
         rng.poisson(sim.curler_mean, size=n_events), first_event, rng,
         sim.curler_max_turns, sim.curler_path_cm,

@@ -73,6 +73,7 @@ class PythiaDriver:
                 raise ConfigError(f"PYTHIA rejected setting '{line}'")
         if not self._pythia.init():
             raise ConfigError(f"PYTHIA failed to initialise (tune '{tune}')")
+        self.trials = 0  # PYTHIA events made by the last generate() call, accepted or not
 
     def generate(
         self,
