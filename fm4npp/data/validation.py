@@ -10,7 +10,8 @@ Rows without a SPEC reference say so (status ``no ref``) and never fail. Referen
 - cluster charge mean 253.1, std 268.7 (SPEC §2.3); pass within ±10 %.
 - return-branch share ≈ 14 % of signal hits (SPEC §3 validation list); pass within ±5 points.
 - dN/dη of charged primaries (|η| < 1.1, pT > 0.1 GeV/c) ≈ 5.5 / 2.2 = 2.5 per inelastic event
-  (SPEC §3, PYTHIA generator truth, not TPCpp-10M); pass within ±20 %.
+  (SPEC §3, PYTHIA generator truth, not TPCpp-10M); pass within ±20 %. The MBD trigger (default of
+  the fast simulation) raises it ≈ 1.28× (2.97 on 5,000 events), inside the band only just.
 - Noise fraction of points 23–25 % and PID fractions of points π 59 %, e 27 %, other 6.3 %, K 4.3 %,
   p 2.9 %: SPEC §3's fast-simulation prototype table ("TPCpp-10M: unverified"), so these rows are
   marked "unverified reference"; they pass/fail like the others. Tolerances: noise within 20–28 %
@@ -97,7 +98,8 @@ def validation_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
         _row("return-branch share of signal points", summary.get("return_branch_share"),
              "≈ 14 % (SPEC §3)", "± 5 points", 0.09, 0.19, pct),
         _row("dN/dη charged primaries (|η| < 1.1, pT > 0.1)", summary.get("dndeta"),
-             "≈ 2.5 (PYTHIA truth, SPEC §3)", "± 20 %", 2.0, 3.0, "{:.2f}"),
+             "≈ 2.5 per inelastic event (PYTHIA truth, SPEC §3; MBD trigger ≈ ×1.28)", "± 20 %",
+             2.0, 3.0, "{:.2f}"),
     ]  # fmt: skip
     return rows
 
