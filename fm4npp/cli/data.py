@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gen.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     gen.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     gen.add_argument("--tune", default="default", help="PYTHIA tune: default, sphenix_mb, detroit")
+    gen.add_argument("--trigger", choices=("mbd", "none"), default="mbd",
+                     help="PYTHIA event selection: mbd = charged particle in both MBD arms (default)")
     gen.add_argument("--gun", action="store_true", help="particle gun instead of PYTHIA (no noise)")
     gen.add_argument("--gun-multiplicity", default="5-15", help="N or MIN-MAX tracks per gun event")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -43,19 +45,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from fm4npp.data.fastsim import SimConfig
     from fm4npp.data.generate import generate_dataset
     from fm4npp.data.gun import GunConfig, parse_multiplicity
 
     gun = GunConfig(multiplicity=parse_multiplicity(args.gun_multiplicity)) if args.gun else None
     shard_set = generate_dataset(
-        args.out,
-        args.events,
-        args.seed,
-        workers=args.workers,
-        gun=gun,
-        progress=not args.no_progress,
-        tune=args.tune,
-    )
+        args.out, args.events, args.seed, workers=args.workers, gun=gun,
+        progress=not args.no_progress, tune=args.tune, sim=SimConfig(trigger=args.trigger),
+    )  # fmt: skip
     print(f"wrote {len(shard_set)} events to {args.out}")
     return 0
 
@@ -75,8 +73,11 @@ def _stats(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1, default=str))
         return 0
     from fm4npp.cli.render import key_values
+    from fm4npp.data.validation import format_validation
 
-    print(key_values({k: v for k, v in summary.items() if k != "metadata"}, width=30))
+    print(key_values({k: v for k, v in summary.items() if k not in ("metadata", "validation")}, width=30))
+    print("\nagainst TPCpp-10M (SPEC §2.2–2.4, §3):")
+    print(format_validation(summary["validation"]))
     return 0
 
 

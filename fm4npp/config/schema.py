@@ -63,6 +63,9 @@ class DataConfig:
     # labelled subsets, adapter validation and the test split come from it, pretraining tiers and the
     # validation split from ``path``. None: everything from ``path``.
     labelled_path: str | None = None
+    # fastsim event selection (fm4npp.data.pythia): "mbd" = minimum-bias trigger, ≥ 1 final charged
+    # particle in each MBD arm 3.51 < |η| < 4.61 (sPHENIX MBD; SPEC has no selection statement); "none"
+    trigger: str = "mbd"
 
     def __post_init__(self) -> None:
         for name in ("val_events", "test_events", "max_hits"):
@@ -80,6 +83,8 @@ class DataConfig:
             raise ConfigError(f"data.split_seed must be in [0, {MAX_SEED}], got {self.split_seed}")
         if not 1 <= self.workers <= 4096:
             raise ConfigError(f"data.workers must be in [1, 4096], got {self.workers}")
+        if self.trigger not in ("mbd", "none"):
+            raise ConfigError(f"data.trigger '{self.trigger}' unknown; allowed: mbd, none")
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,15 @@ depends only on (seed, n_events, configuration), never on the number of workers.
 the parent writes them, in order, into shards of ``events_per_shard`` events inside a staging
 directory that is renamed into place only when everything succeeded.
 
-Calibration (SPEC §3, against TPCpp-10M ≈ 840 points and ≈ 15 tracks with ≥ 5 hits per event) is
-recorded in :class:`fm4npp.data.fastsim.SimConfig`'s defaults and in the shard set's metadata.
+Event content (PYTHIA only; the gun stays bare): PYTHIA's inelastic events that pass the MBD-like
+minimum-bias trigger (``SimConfig.trigger``, see :mod:`fm4npp.data.pythia`; rejected before any
+simulation), their charged particles and weak-decay daughters (origin 1), noise curlers (origin 4),
+then photon conversions (origin 2) and π±/K± decays in flight (origin 3), see
+:mod:`fm4npp.data.fastsim.secondaries`. The phenomenological material secondaries (origin 5) are a
+calibration knob, off by default (``SimConfig.secondary_per_charged``). Calibration (noise fraction
+23–25 % first, SPEC §3; then TPCpp-10M's ≈ 840 points per event) is recorded in
+:class:`fm4npp.data.fastsim.SimConfig`'s defaults and in the shard set's metadata;
+``fm4npp-sweep data stats`` prints the comparison (:mod:`fm4npp.data.validation`).
 """
 
 from __future__ import annotations
@@ -22,26 +29,37 @@ from typing import Any
 import numpy as np
 
 from fm4npp.data.fastsim import SimConfig, simulate_particles
-from fm4npp.data.fastsim.noise import curler_particles
+from fm4npp.data.fastsim.noise import curler_particles, material_secondaries
+from fm4npp.data.fastsim.secondaries import add_secondaries
 from fm4npp.data.gun import GunConfig, gun_particles
 from fm4npp.data.pythia import PythiaDriver, block_seed
-from fm4npp.data.schema import HIT_COLUMNS, PARTICLE_COLUMNS, SCHEMA_VERSION, Event
+from fm4npp.data.schema import (
+    HIT_COLUMNS,
+    ORIGIN_SECONDARY,
+    PARTICLE_COLUMNS,
+    SCHEMA_VERSION,
+    Event,
+)
 from fm4npp.data.shards import ShardInfo, ShardSet, commit_dir, finalize, staging_dir, write_shard
 from fm4npp.errors import ConfigError
 
 BLOCK_EVENTS = 100  # events per seeding block: the unit of work and of determinism
 EVENTS_PER_SHARD = 1000  # default shard size (a multiple of BLOCK_EVENTS)
+SECONDARY_MAX_COT = 2.13  # the material secondaries scale with the charged particles at |η| < 1.5
 
 Tables = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
 
-_DRIVER: PythiaDriver | None = None  # one initialised PYTHIA per process
+# One initialised PYTHIA per process, with the (dataset seed, tune) it was made for: PYTHIA's
+# initialisation samples with the random engine (MPI and diffraction tables), so the event stream of a
+# block depends on the initialisation seed too, and another dataset seed or tune needs a new driver.
+_DRIVER: tuple[tuple[int, str], PythiaDriver] | None = None
 
 
 def _driver(seed: int, tune: str) -> PythiaDriver:
     global _DRIVER
-    if _DRIVER is None:
-        _DRIVER = PythiaDriver(seed, tune)
-    return _DRIVER
+    if _DRIVER is None or _DRIVER[0] != (seed, tune):
+        _DRIVER = ((seed, tune), PythiaDriver(seed, tune))
+    return _DRIVER[1]
 
 
 def simulate_block(
@@ -58,15 +76,39 @@ def simulate_block(
     rng = np.random.default_rng(np.random.SeedSequence((seed, block)))
     if gun is not None:
         table = gun_particles(n_events, gun, rng, first)
+        table["max_turns"] = np.where(table["max_turns"] > 0, table["max_turns"], sim.max_turns)
     else:
-        table = _driver(seed, tune).generate(n_events, block_seed(seed, block), rng, first)
-        curlers = curler_particles(
-            rng.poisson(sim.curler_mean, size=n_events), first, rng,
-            sim.curler_max_turns, sim.curler_path_cm,
-        )  # fmt: skip
-        table = {k: np.concatenate([table[k], curlers[k]]) for k in table}
-    table["max_turns"] = np.where(table["max_turns"] > 0, table["max_turns"], sim.max_turns)
+        table = _driver(seed, tune).generate(
+            n_events, block_seed(seed, block), rng, first, trigger=sim.trigger
+        )
+        table = event_particles(table, n_events, first, sim, rng)
     return simulate_particles(table, sim, rng)
+
+
+def event_particles(
+    pythia: dict[str, np.ndarray],
+    n_events: int,
+    first_event: int,
+    sim: SimConfig,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """The particle table to transport: PYTHIA's particles (photons included), noise curlers, the
+    phenomenological secondaries (if the knob is on), conversions and decays in flight (SPEC §3.6,
+    §3.9), ``max_turns`` filled from ``sim``."""
+    curlers = curler_particles(
+        rng.poisson(sim.curler_mean, size=n_events), first_event, rng,
+        sim.curler_max_turns, sim.curler_path_cm,
+    )  # fmt: skip
+    charged = (pythia["charge"] != 0) & (
+        np.abs(pythia["pz"]) < SECONDARY_MAX_COT * np.hypot(pythia["px"], pythia["py"])
+    )
+    n_charged = np.bincount(pythia["event"][charged] - first_event, minlength=n_events)[:n_events]
+    extra = material_secondaries(
+        rng.poisson(sim.secondary_per_charged * n_charged), first_event, rng, sim.secondary_pt_range_gev,
+        sim.secondary_r_range_cm, sim.secondary_eta_max, ORIGIN_SECONDARY,
+    )  # fmt: skip
+    table = {k: np.concatenate([pythia[k], curlers[k], extra[k]]) for k in pythia}
+    return add_secondaries(table, rng, sim.max_turns, sim.conversions, sim.decays_in_flight)
 
 
 def tables_to_events(

@@ -18,6 +18,15 @@ PYTHIA_SEED_MAX = 900_000_000  # SPEC §3.1: Random:seed must stay below 900,000
 VERTEX_SIGMA_CM = (0.012, 0.012, 10.0)  # SPEC §2.1: p+p vertex σx = σy = 120 µm, σz = 10 cm
 MIN_DECAY_LENGTH_CM = 1.0  # SPEC §3.2: decayed charged hadrons flying > 1 cm leave a track stub
 PRIMARY_MAX_R_CM = 0.1  # production within 1 mm of the collision counts as primary
+# Photons kept for conversions (SPEC §3.2): pT > 10 MeV/c and |pz| < 2.13·pT (|η| < 1.5). Softer or more
+# forward photons cannot give e± reaching the pad rows (from the material) at any useful rate.
+PHOTON_MIN_PT_GEV = 0.01
+PHOTON_MAX_COT = 2.13
+# Minimum-bias trigger (SPEC has no statement on TPCpp-10M's event selection; sPHENIX records p+p with the
+# MBD, whose two arms cover 3.51 < |η| < 4.61): ≥ 1 final charged particle in each arm. In pz/pT:
+# sinh(3.51) = 16.71 and sinh(4.61) = 50.24.
+MBD_ETA_RANGE = (3.51, 4.61)
+TRIGGERS = ("mbd", "none")
 
 BASE_SETTINGS = (
     "Beams:idA = 2212",
@@ -64,19 +73,37 @@ class PythiaDriver:
                 raise ConfigError(f"PYTHIA rejected setting '{line}'")
         if not self._pythia.init():
             raise ConfigError(f"PYTHIA failed to initialise (tune '{tune}')")
+        self.trials = 0  # PYTHIA events made by the last generate() call, accepted or not
 
     def generate(
-        self, n_events: int, pythia_seed: int, rng: np.random.Generator, first_event: int = 0
+        self,
+        n_events: int,
+        pythia_seed: int,
+        rng: np.random.Generator,
+        first_event: int = 0,
+        trigger: str = "none",
     ) -> dict[str, np.ndarray]:
-        """Particle table of ``n_events`` events numbered from ``first_event``; vertices smeared with
-        ``rng``. Rows: charged final-state particles and charged hadrons decaying after > 1 cm."""
+        """Particle table of ``n_events`` accepted events numbered from ``first_event``; vertices smeared
+        with ``rng``. Rows: charged final-state particles, charged hadrons decaying after > 1 cm, and final
+        photons (charge 0, pdg 22) in the acceptance for conversions (see fastsim.secondaries).
+
+        ``trigger`` "mbd" keeps only events passing :func:`mbd_fired` (rejected events cost PYTHIA and
+        extraction time only); "none" keeps every inelastic event. ``self.trials`` counts the events
+        PYTHIA made for this call (accepted + rejected)."""
+        if trigger not in TRIGGERS:
+            raise ConfigError(f"trigger '{trigger}' unknown; allowed: {', '.join(TRIGGERS)}")
         self._pythia.rndm.init(pythia_seed)
         rows: list[tuple[float, ...]] = []
         n = 0
+        self.trials = 0
         while n < n_events:
             if not self._pythia.next():
                 continue
-            rows.extend(_charged_rows(self._pythia.event, first_event + n))
+            self.trials += 1
+            event_rows = _charged_rows(self._pythia.event, first_event + n)
+            if trigger == "mbd" and not mbd_fired(event_rows):
+                continue
+            rows.extend(event_rows)
             n += 1
         arr = np.array(rows, dtype=np.float64).reshape(-1, 12)
         event = arr[:, 0].astype(np.int64)
@@ -103,18 +130,46 @@ class PythiaDriver:
         }
 
 
+def mbd_fired(rows: list[tuple[float, ...]]) -> bool:
+    """True when the event's final charged particles (rows of :func:`_charged_rows` with an unlimited
+    path) include one with 3.51 < η < 4.61 and one with −4.61 < η < −3.51 (η from the momentum, as seen
+    from the vertex)."""
+    lo, hi = math.sinh(MBD_ETA_RANGE[0]), math.sinh(MBD_ETA_RANGE[1])
+    north = south = False
+    for row in rows:
+        if row[2] == 0 or row[10] != math.inf:
+            continue
+        pt = math.hypot(row[4], row[5])
+        if lo * pt < row[6] < hi * pt:
+            north = True
+        elif -hi * pt < row[6] < -lo * pt:
+            south = True
+        if north and south:
+            return True
+    return False
+
+
 def _charged_rows(event: object, event_index: int) -> list[tuple[float, ...]]:
     """(event, pdg, q, m, px, py, pz, vx, vy, vz [cm], s_max [cm], 0) of each kept particle."""
     rows: list[tuple[float, ...]] = []
     for pa in event:  # type: ignore[attr-defined]
-        if not pa.isCharged():
-            continue
         if pa.isFinal():
-            s_max = math.inf
-        elif pa.isHadron() and pa.status() < 0:
-            # Charged hyperons (Σ±, Ξ−, Ω−) decay inside PYTHIA: keep their stub up to the decay point.
-            s_max = math.dist((pa.xDec(), pa.yDec(), pa.zDec()), (pa.xProd(), pa.yProd(), pa.zProd()))
-            s_max *= 0.1  # mm → cm
+            if pa.isCharged():
+                s_max = math.inf
+            elif pa.id() == 22:
+                pt = pa.pT()
+                if pt > PHOTON_MIN_PT_GEV and abs(pa.pz()) < PHOTON_MAX_COT * pt:
+                    rows.append(
+                        (event_index, 22, 0, 0.0, pa.px(), pa.py(), pa.pz(),
+                         0.1 * pa.xProd(), 0.1 * pa.yProd(), 0.1 * pa.zProd(), math.inf, 0)
+                    )  # fmt: skip
+                continue
+            else:
+                continue
+        elif pa.isCharged() and pa.isHadron():
+            # Charged hyperons (Σ±, Ξ−, Ω−) decay inside PYTHIA: keep their stub up to the decay point,
+            # |vDec − vProd| = τ·p/m (mm → cm).
+            s_max = 0.1 * pa.tau() * pa.pAbs() / pa.m()
             if s_max < MIN_DECAY_LENGTH_CM:
                 continue
         else:

@@ -20,6 +20,14 @@ SCHEMA_VERSION = 1
 NOISE_PT_GEV = 0.06  # SPEC §2.4: noise = hits of particles with pT < 0.06 GeV/c
 PID_CLASSES = ("other", "pion", "kaon", "proton", "electron")
 MAX_HITS_DEFAULT = 3200  # SPEC §2.2: events above 3,200 points are dropped in every split
+#: Particle ``origin`` codes (SPEC §3.10).
+ORIGIN_PRIMARY = 0
+ORIGIN_WEAK_DECAY = 1  # displaced daughters of PYTHIA's weak decays (K0S, Λ, Σ, Ξ, Ω)
+ORIGIN_CONVERSION = 2  # e± of photon conversions in the material and the gas
+ORIGIN_DECAY_IN_FLIGHT = 3  # μ± / π± of π± and K± decays inside the TPC
+ORIGIN_CURLER = 4  # low-pT secondary e± source (δ-rays, Compton e±, back-splash), SPEC §3.9
+ORIGIN_SECONDARY = 5  # phenomenological e± (calibration knob, off by default; see fastsim.noise)
+ORIGIN_NAMES = ("primary", "weak_decay", "conversion", "decay_in_flight", "curler", "secondary")
 
 #: Per-hit columns and their dtypes, in storage order.
 HIT_COLUMNS: dict[str, str] = {

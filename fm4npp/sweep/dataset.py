@@ -46,13 +46,15 @@ def ensure_dataset(plan: Plan, *, progress: bool = True, seed: int = 12345) -> P
                 f"{data_dir}: no event shards for data.source '{spec.data.source}' "
                 "(convert TPCpp-10M files with `fm4npp-sweep data convert-tpcpp SRC --out DIR`)"
             )
+        from fm4npp.data.fastsim import SimConfig
         from fm4npp.data.generate import generate_dataset
         from fm4npp.data.gun import GunConfig
 
         gun = GunConfig() if spec.data.source == "gun" else None
         data_dir.parent.mkdir(parents=True, exist_ok=True)  # a new study: no `plan` needed before
         generate_dataset(
-            data_dir, pool_size(plan), seed=seed, workers=spec.data.workers, gun=gun, progress=progress
+            data_dir, pool_size(plan), seed=seed, workers=spec.data.workers, gun=gun, progress=progress,
+            sim=SimConfig(trigger=spec.data.trigger),
         )
     prepared = prepare_dataset(data_dir, spec.data, max_train_events(plan), modes=(spec.train.mode,))
     if spec.data.labelled_path:  # TPCpp-10M: labelled subsets and test split from their own source
