@@ -88,7 +88,8 @@ def resolve_cell_fn(spec: str, rank: int = 0) -> tuple[CellFn, tuple[type[BaseEx
                 f"cell function 'pretrain': fm4npp.train.pretrain is not available; "
                 f"set {CELL_FN_ENV}=standin to exercise the job machinery"
             ) from None
-        return real.pretrain, (real.Interrupted, standin.Interrupted)
+        wsd = importlib.import_module("fm4npp.train.wsd")  # dispatches on train.schedule
+        return wsd.pretrain_cell, (real.Interrupted, standin.Interrupted)
     raise ConfigError(f"{CELL_FN_ENV}: unknown cell function '{name}'; allowed: pretrain, standin")
 
 
