@@ -19,10 +19,7 @@ import pytest
 from fm4npp.config.schema import DataConfig, RunConfig, TrainConfig
 from fm4npp.data.generate import generate_dataset
 from fm4npp.data.gun import GunConfig
-from fm4npp.data.prepare import load_prepared, prepare_dataset
-from fm4npp.errors import ConfigError
-from fm4npp.train import Interrupted, pretrain
-from fm4npp.train.nested import (
+from fm4npp.data.nested import (
     NestedStream,
     WsdSegment,
     branch_points,
@@ -30,6 +27,9 @@ from fm4npp.train.nested import (
     wsd_total_steps,
     wsd_warmup_steps,
 )
+from fm4npp.data.prepare import load_prepared, prepare_dataset
+from fm4npp.errors import ConfigError
+from fm4npp.train import Interrupted, pretrain
 from fm4npp.train.optim import Schedule, lr_wsd
 from fm4npp.train.wsd import pretrain_branch, pretrain_wsd_group, trunk_dir_for, wsd_points
 

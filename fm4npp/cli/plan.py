@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
                         "flops": plan.total_flops,
                         "gpu_hours": plan.total_gpu_hours,
                         "node_hours": plan.total_node_hours,
+                        "node_hours_cosine": plan.cosine_node_hours,
                         "max_node_hours": plan.spec.budget.max_node_hours,
                     },
                 },
@@ -120,6 +121,8 @@ def _print_table(plan: Plan, diff: PlanDiff | None) -> None:
     con = console()
     title = f"{plan.spec.study}: {plan.cluster.name}/{plan.qos} ({plan.cells[0].cost.cost_source})"
     con.print(table(title, cols, rows, footer))
+    if plan.spec.train.schedule == "wsd":
+        con.print(plan.wsd_saving())
     if plan.over_budget:
         con.print(f"[yellow]over budget: {plan.total_node_hours:.4g} > {budget:g} node-hours[/]")
     for c in plan.dropped:

@@ -23,6 +23,7 @@ import torch
 
 from fm4npp.atomic import atomic_path, write_parquet
 from fm4npp.config import RunConfig, load_dataclass, read_yaml
+from fm4npp.data.nested import NestedStream, WsdSegment, branch_checkpoint_name, segment_indices
 from fm4npp.data.prepare import load_prepared
 from fm4npp.data.shards import ShardSet
 from fm4npp.data.torch_dataset import EventOrderSampler, SerializedEvents, collate
@@ -31,7 +32,6 @@ from fm4npp.model import ladder
 from fm4npp.store.rundir import METRIC_COLUMNS, RunDir, provenance
 from fm4npp.train import distributed as dist
 from fm4npp.train.checkpoint import TrainState, load_checkpoint, save_checkpoint, save_weights
-from fm4npp.train.nested import NestedStream, WsdSegment, branch_checkpoint_name, segment_indices
 from fm4npp.train.objective import masked_error_sum, validation_loss
 from fm4npp.train.optim import Schedule, build_optimizer
 from fm4npp.train.progress import Progress
@@ -174,7 +174,7 @@ def _pretrain(
     sampler: EventOrderSampler | NestedStream
     if segment is None:
         sampler = EventOrderSampler(len(train_set), seed=cfg.seed, position=state.sampler_position)
-    else:  # the nested order d1, d2 \ d1, … capped at this run's tier (fm4npp.train.nested)
+    else:  # the nested order d1, d2 \ d1, … capped at this run's tier (fm4npp.data.nested)
         tiers = [prepared.tier(n) for n in segment.tiers]
         sampler = NestedStream(segment_indices(tiers), tc.epochs, cfg.seed, state.sampler_position)
     final = segment is None or not segment.is_trunk  # a trunk's horizon is no end of training

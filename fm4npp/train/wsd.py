@@ -2,7 +2,7 @@
 
 A cell with ``train.schedule: wsd`` is a *branch*: the cell on tier n_i (its own ``runs/<cell_id>/``
 with config, loss curve, summary, downstream, like any cell). The planner sets ``train.wsd_tiers`` to
-the sweep's tier ladder n_1 < … < n_K; :mod:`fm4npp.train.nested` gives each branch its horizon S_i
+the sweep's tier ladder n_1 < … < n_K; :mod:`fm4npp.data.nested` gives each branch its horizon S_i
 (the cosine cell's) and cooldown start c_i.
 
 The *trunk* is a run directory ``<study>/trunks/<trunk_id>/`` shared by the branches of one (model,
@@ -38,15 +38,15 @@ import pyarrow.parquet as pq
 
 from fm4npp.atomic import atomic_path
 from fm4npp.config import RunConfig, to_dict
-from fm4npp.errors import ConfigError, TrainingError
-from fm4npp.store.rundir import RunDir
-from fm4npp.train.nested import (
+from fm4npp.data.nested import (
     BranchPoint,
     WsdSegment,
     branch_checkpoint_name,
     branch_points,
     wsd_warmup_steps,
 )
+from fm4npp.errors import ConfigError, TrainingError
+from fm4npp.store.rundir import RunDir
 from fm4npp.train.pretrain import pretrain
 
 TRUNKS_DIR = "trunks"  # beside runs/ in the study directory

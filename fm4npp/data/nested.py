@@ -1,4 +1,6 @@
-"""The nested data order of a WSD trunk and the step arithmetic of its cooldown branches (torch-free).
+"""The nested data order of a WSD trunk and the step arithmetic of its cooldown branches.
+
+Torch-free (numpy only), so the planner costs WSD branches with the same arithmetic the trainer runs.
 
 Tiers d1 ⊂ d2 ⊂ … ⊂ dK are nested random subsets of the training split (:mod:`fm4npp.data.tiers`).
 The trunk reads them in that order: segment j is ``epochs`` passes over the new events d_j \\ d_(j-1)
