@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--val-events", type=int, default=100)
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_wsd"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--keep", action="store_true", help="reuse --out: its data and finished runs")
     args = ap.parse_args()
 
     from fm4npp.config.schema import DataConfig, RunConfig, TrainConfig
@@ -46,10 +47,10 @@ def main() -> None:
 
     rungs, seeds = args.rungs.split(","), [int(s) for s in args.seeds.split(",")]
     tiers = tuple(int(n) for n in args.tiers.split(","))
-    if args.out.exists():
+    if args.out.exists() and not args.keep:
         shutil.rmtree(args.out)
     data_dir = args.out / "data"
-    args.out.mkdir(parents=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     data = DataConfig(source="gun", val_events=args.val_events, test_events=10, hits_per_event=300.0)
     t0 = time.perf_counter()
     generate_dataset(

@@ -52,7 +52,7 @@ def test_wsd_schedule_by_hand() -> None:
     assert sq[14] == pytest.approx(0.1 + 0.9 * (1 - math.sqrt(0.4)))  # 0.530780...
     assert sq[19] == pytest.approx(0.1 + 0.9 * (1 - math.sqrt(0.9)))
     assert sq[20] == pytest.approx(0.1)
-    assert all(a >= b for a, b in itertools.pairwise(sq))
+    assert all(a >= b for a, b in itertools.pairwise(sq[4:]))  # non-increasing after warm-up
     # a trunk never decays; the Schedule dispatches to cosine or WSD
     assert lr_wsd(10_000, peak, floor, 4, None, 20) == 1.0
     assert Schedule("wsd", 20, 4, 10, "linear").lr(15, peak, floor) == pytest.approx(0.55)
@@ -158,12 +158,15 @@ def test_branches_run_at_the_right_steps_and_read_their_tiers(
         assert s["steps"] == p.steps
         assert s["cooldown_start"] == p.cooldown_start
         assert s["events_seen"] == cfg.n_events  # one epoch, whole batches: no wrap
+        # smoothed over the cooldown's validations only (here just the final one), not the trunk's
+        assert s["smoothed_val_loss"] == s["final_val_loss"]
         m = _metrics(run_dir)
         assert m["step"].tolist() == list(range(1, p.steps + 1))  # the trunk's part + the branch's
         lr = dict(zip(m["step"], m["lr"], strict=True))  # lr logged = the LR the step used
         assert lr[p.cooldown_start + 1] == pytest.approx(1e-2)  # stable up to the branch point
         cooldown = [lr[s] for s in range(p.cooldown_start + 1, p.steps + 1)]
         assert all(a > b for a, b in itertools.pairwise(cooldown))  # then decaying
+        assert m.loc[m["step"] <= p.cooldown_start, "val_loss"].notna().any()  # trunk validations
     trunk = trunk_dir_for(study / "runs" / "b12", _cfg(data_dir, 12))
     assert sorted(f.name for f in (trunk / "checkpoints").glob("branch-*.pt")) == [
         "branch-00000003.pt", "branch-00000004.pt", "branch-00000008.pt",

@@ -60,7 +60,8 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError(f"train: --max-steps must be > 0, got {args.max_steps}")
     run_dir = Path(args.run_dir) if args.run_dir else config.parent
 
-    from fm4npp.train.pretrain import Interrupted, pretrain, read_run_config
+    from fm4npp.train.pretrain import Interrupted, read_run_config
+    from fm4npp.train.wsd import pretrain_cell  # a cosine cell, or a WSD branch (with its trunk)
 
     stop = {"requested": False}
 
@@ -71,7 +72,7 @@ def _train(args: argparse.Namespace) -> int:
         if sig is not None:
             signal.signal(sig, request_stop)
     try:
-        pretrain(
+        pretrain_cell(
             read_run_config(config),
             run_dir,
             should_stop=lambda: stop["requested"],

@@ -97,7 +97,9 @@ class TrainConfig:
             )
         tiers = self.wsd_tiers
         if any(n <= 0 for n in tiers) or any(a >= b for a, b in itertools.pairwise(tiers)):
-            raise ConfigError(f"train.wsd_tiers must be increasing positive event counts, got {list(tiers)}")
+            raise ConfigError(
+                f"train.wsd_tiers must be increasing positive event counts, got {list(tiers)}"
+            )
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,9 @@ class Schedule:
     def lr(self, step: int, peak: float, floor: float) -> float:
         if self.kind == "cosine":
             return lr_at(step, self.total_steps, peak, floor, self.warmup_steps)
-        return lr_wsd(step, peak, floor, self.warmup_steps, self.decay_start, self.total_steps, self.shape)
+        return lr_wsd(
+            step, peak, floor, self.warmup_steps, self.decay_start, self.total_steps, self.shape
+        )
 
 
 def warmup_steps_for(train: TrainConfig, total_steps: int) -> int:

@@ -204,7 +204,11 @@ def _pretrain(
     while state.step < total_steps:
         if segment is not None and segment.stop_at is not None and state.step >= segment.stop_at:
             name = branch_checkpoint_name(state.step)
-            if env.is_main and state.step in segment.branch_points and not (rd.checkpoints / name).is_file():
+            if (
+                env.is_main
+                and state.step in segment.branch_points
+                and not (rd.checkpoints / name).is_file()
+            ):
                 _keep_branch_checkpoint(rd, state.step)  # killed between last.pt and its copy
             progress.close()
             return {"status": "paused", "step": state.step, "cell_id": cfg.cell_id}

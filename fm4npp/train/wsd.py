@@ -27,6 +27,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fm4npp.atomic import atomic_path
@@ -47,7 +49,7 @@ from fm4npp.data.nested import (
 )
 from fm4npp.errors import ConfigError, TrainingError
 from fm4npp.store.rundir import RunDir
-from fm4npp.train.pretrain import pretrain
+from fm4npp.train.pretrain import SMOOTH_LAST_VALIDATIONS, pretrain
 
 TRUNKS_DIR = "trunks"  # beside runs/ in the study directory
 
@@ -160,12 +162,31 @@ def pretrain_branch(
         init_from=str(src),
     )
     summary = pretrain(cfg, run_dir, should_stop=should_stop, device=device, segment=branch)
-    extra = {"schedule": "wsd", "trunk": tdir.name, "cooldown_start": point.cooldown_start,
-             "cooldown_steps": point.cooldown_steps, "warmup_steps": warmup}  # fmt: skip
+    extra = {
+        "smoothed_val_loss": _cooldown_smoothed(rd, point.cooldown_start, summary),
+        "schedule": "wsd",
+        "trunk": tdir.name,
+        "cooldown_start": point.cooldown_start,
+        "cooldown_steps": point.cooldown_steps,
+        "warmup_steps": warmup,
+    }
     if any(summary.get(k) != v for k, v in extra.items()) and _rank() == 0:
         summary = {**summary, **extra}
         rd.write_summary(summary)
     return summary
+
+
+def _cooldown_smoothed(rd: RunDir, start: int, summary: dict[str, Any]) -> Any:
+    """``smoothed_val_loss`` of a branch: the mean of its last validations *inside the cooldown*
+    (at most :data:`SMOOTH_LAST_VALIDATIONS`; the final one always is), not of the trunk's
+    stable-LR validations before it (SCALING §6.4: only post-cooldown points are valid)."""
+    parts = sorted(rd.metrics.glob("part-*.parquet"))
+    if not parts or summary.get("status") != "done":
+        return summary.get("smoothed_val_loss")
+    rows = pa.concat_tables([pq.read_table(p, columns=["step", "val_loss"]) for p in parts]).to_pylist()
+    vals = [r["val_loss"] for r in sorted(rows, key=lambda r: r["step"])
+            if r["step"] > start and not math.isnan(r["val_loss"])]  # fmt: skip
+    return sum(vals[-SMOOTH_LAST_VALIDATIONS:]) / len(vals[-SMOOTH_LAST_VALIDATIONS:]) if vals else None
 
 
 def _seed_branch(rd: RunDir, tdir: Path, step: int) -> None:
