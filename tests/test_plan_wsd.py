@@ -55,7 +55,9 @@ def test_wsd_plan_costs_branches_and_keeps_each_cells_d_and_c(tmp_path: Path) ->
     assert f"({1 - 1840 / 2800:.0%})" in wsd.wsd_saving()  # 34 %, the same for every rung
 
 
-def test_cli_prints_the_saving_and_json_totals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_the_saving_and_json_totals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = str(REPO / "sweeps" / "fm4npp-paper.yaml")
     assert main(["plan", path, "--set", "train.schedule=wsd", "--no-catalog"]) == 0
     out = capsys.readouterr().out

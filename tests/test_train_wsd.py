@@ -234,3 +234,19 @@ def _same_curve(a: pd.DataFrame, b: pd.DataFrame) -> None:
         assert a[column].tolist() == b[column].tolist()
     np.testing.assert_array_equal(b["train_loss"], a["train_loss"])
     np.testing.assert_array_equal(b["val_loss"], a["val_loss"])
+
+
+def test_cell_job_runs_a_wsd_branch_with_its_trunk(data_dir: Path, tmp_path: Path) -> None:
+    """The job's "pretrain" cell function dispatches on train.schedule: a WSD cell is a branch."""
+    from fm4npp.config.schema import EvalConfig
+    from fm4npp.sweep.job import CellJob
+
+    cfg = replace(_cfg(data_dir, 12), eval=EvalConfig(enabled=False))
+    run_dir = tmp_path / "study" / "runs" / cfg.cell_id
+    summary = CellJob(cfg, str(run_dir), cell_fn="pretrain")()
+    assert summary["status"] == "done"
+    assert summary["schedule"] == "wsd"
+    assert summary["cooldown_start"] == 3
+    assert (
+        tmp_path / "study" / "trunks" / summary["trunk"] / "checkpoints" / "branch-00000003.pt"
+    ).is_file()
