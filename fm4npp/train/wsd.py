@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fm4npp.atomic import atomic_path
-from fm4npp.config import RunConfig, to_dict
+from fm4npp.config import EvalConfig, RunConfig, to_dict
 from fm4npp.data.nested import (
     BranchPoint,
     WsdSegment,
@@ -71,7 +71,7 @@ def trunk_config(cfg: RunConfig) -> RunConfig:
         cell_id=trunk_id(cfg),
         dataset="trunk",
         n_events=tiers[-1],
-        eval=replace(cfg.eval, enabled=False),
+        eval=EvalConfig(enabled=False),
     )
 
 
