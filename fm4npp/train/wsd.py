@@ -146,7 +146,8 @@ def pretrain_branch(
             stop_at=point.cooldown_start,
         )
         with _trunk_lock(tdir):
-            pretrain(trunk_config(cfg), tdir, should_stop=should_stop, device=device, segment=trunk)
+            if not src.is_file():  # else the trunk is already past c_i: no need to load it
+                pretrain(trunk_config(cfg), tdir, should_stop=should_stop, device=device, segment=trunk)
         if not src.is_file():
             raise TrainingError(
                 f"{src}: the trunk did not keep its state at branch step {point.cooldown_start}"
