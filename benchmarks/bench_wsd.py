@@ -53,10 +53,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     data = DataConfig(source="gun", val_events=args.val_events, test_events=10, hits_per_event=300.0)
     t0 = time.perf_counter()
-    generate_dataset(
-        data_dir, tiers[-1] + args.val_events + 10, seed=11, gun=GunConfig(), progress=False
-    )
-    prepare_dataset(data_dir, data, max_train_events=tiers[-1])
+    if not data_dir.exists():
+        n_all = tiers[-1] + args.val_events + 10
+        generate_dataset(data_dir, n_all, seed=11, gun=GunConfig(), progress=False)
+        prepare_dataset(data_dir, data, max_train_events=tiers[-1])
     print(f"data: {tiers[-1] + args.val_events + 10} gun events in {time.perf_counter() - t0:.0f} s")
 
     train = TrainConfig(
@@ -75,46 +75,62 @@ def main() -> None:
 
     loss: dict[tuple[str, str, int, int], float] = {}
     steps = {"cosine": 0, "wsd": 0}
-    wall = {"cosine": 0.0, "wsd": 0.0}
+    wall = {"cosine": 0.0, "wsd": 0.0}  # training time from the summaries (a rerun with --keep agrees)
     for rung in rungs:
         for seed in seeds:
-            t0 = time.perf_counter()
             for n in tiers:
                 c = cfg(rung, n, seed, "cosine")
                 s = pretrain(c, args.out / "cosine" / "runs" / c.cell_id, device="cpu")
-                loss["cosine", rung, n, seed], steps["cosine"] = (
-                    s["final_val_loss"],
-                    steps["cosine"] + s["steps"],
-                )
-            wall["cosine"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
+                loss["cosine", rung, n, seed] = s["final_val_loss"]
+                steps["cosine"] += s["steps"]
+                wall["cosine"] += s["wall_time_s"]
             cells = [
                 (c, args.out / "wsd" / "runs" / c.cell_id)
                 for c in (cfg(rung, n, seed, "wsd") for n in tiers)
             ]
-            for c, s in zip(cells, pretrain_wsd_group(cells, device="cpu"), strict=True):
-                loss["wsd", rung, c[0].n_events, seed] = s["final_val_loss"]
+            for (c, _), s in zip(cells, pretrain_wsd_group(cells, device="cpu"), strict=True):
+                loss["wsd", rung, c.n_events, seed] = s["final_val_loss"]
                 steps["wsd"] += s["cooldown_steps"] + (
-                    s["cooldown_start"] if c[0].n_events == tiers[-1] else 0
+                    s["cooldown_start"] if c.n_events == tiers[-1] else 0
                 )
-            wall["wsd"] += time.perf_counter() - t0
-            print(f"{rung} seed {seed}: done ({time.perf_counter() - t0:.0f} s for WSD)", flush=True)
+                wall["wsd"] += s["wall_time_s"] - _trunk_wall_at(
+                    args.out / "wsd" / "trunks" / s["trunk"], s
+                )
+                if c.n_events == tiers[-1]:  # the trunk up to the last branch point, once
+                    wall["wsd"] += _trunk_wall_at(args.out / "wsd" / "trunks" / s["trunk"], s)
+            print(f"{rung} seed {seed}: done", flush=True)
 
     print(f"\nfinal validation loss (k = {train.k_neighbours}, batch {args.batch}, lr {args.lr:g}, "
-          f"cooldown {args.cooldown:g} {args.shape})")  # fmt: skip
-    print(f"{'model':6} {'D':>6} " + " ".join(f"{'cos s' + str(s):>9} {'wsd s' + str(s):>9}" for s in seeds)
-          + f" {'cos mean':>9} {'wsd mean':>9} {'Δ mean':>8} {'seed spread':>11}")  # fmt: skip
+          f"cooldown {args.cooldown:g} {args.shape}); seed spread = max − min over seeds")  # fmt: skip
+    head = " ".join(f"{'cos s' + str(s):>8} {'wsd s' + str(s):>8}" for s in seeds)
+    print(
+        f"| {'model':5} | {'D':>5} | {head} | cos mean | wsd mean | Δ mean |   Δ % | spread cos | spread wsd |"
+    )
     for rung in rungs:
         for n in tiers:
             cos = [loss["cosine", rung, n, s] for s in seeds]
             wsd = [loss["wsd", rung, n, s] for s in seeds]
-            spread = max(cos) - min(cos)
-            row = " ".join(f"{a:9.5f} {b:9.5f}" for a, b in zip(cos, wsd, strict=True))
+            row = " ".join(f"{a:8.5f} {b:8.5f}" for a, b in zip(cos, wsd, strict=True))
             d = mean(wsd) - mean(cos)
-            print(f"{rung:6} {n:6d} {row} {mean(cos):9.5f} {mean(wsd):9.5f} {d:+8.5f} {spread:11.5f}")
-    print(f"\noptimiser steps: cosine {steps['cosine']}, WSD {steps['wsd']} "
-          f"({steps['wsd'] / steps['cosine']:.0%}); wall: cosine {wall['cosine']:.0f} s, "
-          f"WSD {wall['wsd']:.0f} s (shared machine, noisy)")  # fmt: skip
+            print(
+                f"| {rung:5} | {n:5d} | {row} | {mean(cos):8.5f} | {mean(wsd):8.5f} | {d:+.4f} | "
+                f"{100 * d / mean(cos):+5.1f} | {max(cos) - min(cos):10.5f} | {max(wsd) - min(wsd):10.5f} |"
+            )
+    print(
+        f"\noptimiser steps: cosine {steps['cosine']}, WSD {steps['wsd']} "
+        f"({steps['wsd'] / steps['cosine']:.0%}); training time: cosine {wall['cosine']:.0f} s, "
+        f"WSD {wall['wsd']:.0f} s ({wall['wsd'] / wall['cosine']:.0%}; shared machine, noisy)"
+    )
+
+
+def _trunk_wall_at(trunk_dir: Path, branch: dict[str, object]) -> float:
+    """Training time of the trunk up to the branch's cooldown start (in its branch checkpoint)."""
+    import torch
+
+    from fm4npp.data.nested import branch_checkpoint_name
+
+    path = trunk_dir / "checkpoints" / branch_checkpoint_name(int(branch["cooldown_start"]))  # type: ignore[call-overload]
+    return float(torch.load(path, map_location="cpu", weights_only=True)["train_state"]["wall_time_s"])
 
 
 if __name__ == "__main__":
