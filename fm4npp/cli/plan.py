@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
                         "flops": plan.total_flops,
                         "gpu_hours": plan.total_gpu_hours,
                         "node_hours": plan.total_node_hours,
+                        "node_hours_cosine": plan.cosine_node_hours,
                         "max_node_hours": plan.spec.budget.max_node_hours,
                     },
                 }

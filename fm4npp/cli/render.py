@@ -129,6 +129,8 @@ def print_plan(plan: Plan, diff: PlanDiff | None) -> None:
                   f"({rate:g} events/s per GPU), below their GPU rate")  # fmt: skip
     elif rate > 0:
         con.print(f"GPU-bound: every cell's GPU rate is below the loader rate ({rate:g} events/s per GPU)")
+    if plan.spec.train.schedule == "wsd":
+        con.print(plan.wsd_saving())
     budget = plan.spec.budget.max_node_hours
     if plan.over_budget:
         con.print(f"[yellow]over budget: {plan.total_node_hours:.4g} > {budget:g} node-hours[/]")

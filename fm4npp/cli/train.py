@@ -69,7 +69,8 @@ def _train(args: argparse.Namespace) -> int:
     from fm4npp.errors import Interrupted
     from fm4npp.store.record import RunRecord
     from fm4npp.store.rundir import RunDir
-    from fm4npp.train.pretrain import pretrain, read_run_config
+    from fm4npp.train.pretrain import read_run_config
+    from fm4npp.train.wsd import pretrain_cell  # a cosine cell, or a WSD branch (with its trunk)
 
     stop = {"requested": False}
 
@@ -81,7 +82,9 @@ def _train(args: argparse.Namespace) -> int:
     cfg = read_run_config(config)
     started = time.monotonic()
     try:
-        result = pretrain(cfg, run_dir, should_stop=lambda: stop["requested"], max_steps=args.max_steps)
+        result = pretrain_cell(
+            cfg, run_dir, should_stop=lambda: stop["requested"], max_steps=args.max_steps
+        )
     except Interrupted as stopped:
         print(f"fm4npp-sweep: {stopped}")
         return EXIT_RESUMABLE

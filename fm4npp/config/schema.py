@@ -7,6 +7,7 @@ Every field carries its unit in the name or in the comment; defaults cite their 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -115,6 +116,12 @@ class TrainConfig:
     # minus one (outside SLURM: the CPUs per local rank minus one on a GPU, none on the CPU); 0 = in the
     # training process
     loader_workers: int = -1
+    # LR schedule: cosine to lr_min over each cell's horizon (one run per cell), or WSD: one trunk per
+    # (model, seed) at peak LR along the nested tiers, a cooldown branch per tier (fm4npp.train.wsd)
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    cooldown_fraction: float = 0.2  # wsd: decay over this fraction of each branch's steps
+    decay_shape: Literal["1-sqrt", "linear"] = "1-sqrt"  # wsd cooldown shape (Hägele et al. 2024)
+    wsd_tiers: tuple[int, ...] = ()  # wsd: the trunk's nested tier sizes (events); set by the planner
 
     def __post_init__(self) -> None:
         _check_finite(
@@ -151,6 +158,18 @@ class TrainConfig:
         for name in ("val_every_steps", "checkpoint_every_steps", "log_every_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.cooldown_fraction <= 1:
+            raise ConfigError(f"train.cooldown_fraction must be in (0, 1], got {self.cooldown_fraction}")
+        if self.schedule == "wsd" and self.warmup_fraction + self.cooldown_fraction > 1:
+            raise ConfigError(
+                f"train.warmup_fraction + train.cooldown_fraction must be <= 1 with schedule wsd, got "
+                f"{self.warmup_fraction} + {self.cooldown_fraction}"
+            )
+        tiers = self.wsd_tiers
+        if any(n <= 0 for n in tiers) or any(a >= b for a, b in itertools.pairwise(tiers)):
+            raise ConfigError(
+                f"train.wsd_tiers must be increasing positive event counts, got {list(tiers)}"
+            )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -280,7 +280,11 @@ class StepSampler(Sampler[np.ndarray]):
         micro_batch_events: int,
         rank: int = 0,
         world_size: int = 1,
+        order: Any = None,
     ) -> None:
+        """``order``: the event-order stream (``take(n)`` → indices into ``tier_ids``, ``position``);
+        default :class:`EventOrderSampler` over the tier (a WSD run passes its nested stream)."""
+        self.order = order
         self.source, self.tier_ids = source, np.asarray(tier_ids, dtype=np.int64)
         self.seed, self.position = seed, position
         self.batch_events, self.micro = batch_events, micro_batch_events
@@ -290,7 +294,7 @@ class StepSampler(Sampler[np.ndarray]):
         return -(-(self.batch_events // self.world_size) // self.micro)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        order = EventOrderSampler(len(self.tier_ids), self.seed, self.position)
+        order = self.order or EventOrderSampler(len(self.tier_ids), self.seed, self.position)
         while True:
             ids = self.tier_ids[order.take(self.batch_events)[self.rank :: self.world_size]]
             ids = ids[np.argsort(self.source.sizes(ids), kind="stable")]

@@ -10,7 +10,7 @@ Pure functions of numbers; no I/O.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fm4npp.model.ladder import Rung, flops_per_token, n_params
 from fm4npp.sweep.clusters import ClusterProfile, QosConfig
@@ -32,6 +32,9 @@ class CellCost:
     n_slots: int  # wall-time slots needed: requeues = n_slots − 1
     cost_source: str  # "calibrated" or "flops/(peak×mfu)"
     bound: str = "gpu"  # "input" when the loader workers, not the GPU, set the rate (issue 13)
+    # WSD branch: node-hours of the cell as its own cosine run (node_hours is then what the branch's
+    # trunk segment and cooldown cost); None for a cosine cell
+    cosine_node_hours: float | None = None
 
 
 def cell_cost(
@@ -77,3 +80,33 @@ def cell_cost(
         cost_source=source,
         bound=bound,
     )
+
+
+def wsd_branch_cost(cell: CellCost, billed: CellCost) -> CellCost:
+    """A WSD cooldown branch: N, D and C of the cell (``cell``, costed as its own cosine run), wall
+    time, GPU-hours and node-hours of what its job trains (``billed``: the trunk segment since the
+    previous branch point, then the cooldown)."""
+    return replace(
+        cell,
+        gpu_hours=billed.gpu_hours,
+        wall_time_h=billed.wall_time_h,
+        node_hours=billed.node_hours,
+        fits_qos=billed.fits_qos,
+        n_slots=billed.n_slots,
+        cost_source=billed.cost_source,
+        cosine_node_hours=cell.node_hours,
+    )
+
+
+def wsd_billed_events(
+    tiers: tuple[int, ...], epochs: float, batch_events: int, cooldown_fraction: float
+) -> dict[int, int]:
+    """Events each WSD branch trains (trunk segment c_(i-1) → c_i, then its cooldown c_i → S_i), by
+    tier; their sum is the trunk to c_K plus every cooldown (:func:`fm4npp.data.nested.wsd_total_steps`)."""
+    from fm4npp.data.nested import branch_points
+
+    points = branch_points(tiers, epochs, batch_events, cooldown_fraction)
+    starts = [0] + [p.cooldown_start for p in points[:-1]]
+    return {
+        p.n_events: (p.steps - start) * batch_events for p, start in zip(points, starts, strict=True)
+    }

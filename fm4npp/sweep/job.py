@@ -53,8 +53,9 @@ EvaluateFn = Callable[[RunConfig, Path], "dict[str, Any] | None"]  # None: no ev
 def pretrain_cell(
     cfg: RunConfig, run_dir: Path, *, should_stop: Callable[[], bool] | None = None
 ) -> dict[str, Any]:
-    """The real pretraining (imports torch in the job, never in the submitting process)."""
-    from fm4npp.train.pretrain import pretrain
+    """The real pretraining (imports torch in the job, never in the submitting process): a cosine cell,
+    or a WSD cooldown branch with its trunk (``fm4npp.train.wsd`` dispatches on ``train.schedule``)."""
+    from fm4npp.train.wsd import pretrain_cell as pretrain
 
     return pretrain(cfg, run_dir, should_stop=should_stop)
 

@@ -13,11 +13,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fm4npp.config import RunConfig, to_dict
+from fm4npp.data.nested import branch_points, wsd_warmup_steps
 from fm4npp.errors import BudgetError
 from fm4npp.model.ladder import get_dataset, get_rung, n_params_total
 from fm4npp.store.catalog import PlanDiff, record_cells
 from fm4npp.sweep.clusters import ClusterProfile, load_cluster
-from fm4npp.sweep.cost import CellCost, cell_cost
+from fm4npp.sweep.cost import CellCost, cell_cost, wsd_billed_events, wsd_branch_cost
 from fm4npp.sweep.spec import SweepSpec, load_sweep
 
 MIN_LEVELS = 3  # --fit-budget keeps at least this many sizes on each axis (SCALING §4.3)
@@ -60,6 +61,7 @@ class PlannedCell:
             "gpu_hours": c.gpu_hours,
             "wall_time_h": c.wall_time_h,
             "node_hours": c.node_hours,
+            "node_hours_cosine": c.cosine_node_hours,
             "fits_qos": c.fits_qos,
             "n_slots": c.n_slots,
             "cost_source": c.cost_source,
@@ -84,6 +86,12 @@ class Plan:
         return sum(c.cost.node_hours for c in self.cells)
 
     @property
+    def cosine_node_hours(self) -> float:
+        """Node-hours of one cosine run per cell (= total_node_hours unless the plan uses WSD)."""
+        return sum(c.cost.node_hours if c.cost.cosine_node_hours is None else c.cost.cosine_node_hours
+                   for c in self.cells)  # fmt: skip
+
+    @property
     def total_gpu_hours(self) -> float:
         return sum(c.cost.gpu_hours for c in self.cells)
 
@@ -95,6 +103,16 @@ class Plan:
     def over_budget(self) -> bool:
         budget = self.spec.budget.max_node_hours
         return budget is not None and self.total_node_hours > budget
+
+    def wsd_saving(self) -> str:
+        """One line: node-hours with WSD cooldown branches against one cosine run per cell."""
+        wsd, cosine = self.total_node_hours, self.cosine_node_hours
+        t = self.spec.train
+        return (
+            f"WSD cooldown branches (cooldown {t.cooldown_fraction:g} of each branch's steps): "
+            f"{wsd:.4g} node-hours against {cosine:.4g} for one cosine run per cell; saves "
+            f"{cosine - wsd:.4g} node-hours ({(cosine - wsd) / cosine:.0%})"
+        )
 
     def cell(self, cell_id: str) -> PlannedCell | None:
         return next((c for c in self.cells if c.cell_id == cell_id), None)
@@ -113,6 +131,16 @@ def make_plan(spec: SweepSpec, cluster: ClusterProfile | None = None, qos: str |
     qname, qcfg = cluster.get_qos(qos or spec.qos)
     data_dir = spec.data.path or str(spec.study_dir / "data")
     largest = max(spec.datasets, key=get_dataset)
+    train, billed_events = spec.train, {}
+    if train.schedule == "wsd":  # one trunk per (model, seed), a cooldown branch per tier
+        train = replace(train, wsd_tiers=tuple(sorted({get_dataset(d) for d in spec.datasets})))
+        points = branch_points(
+            train.wsd_tiers, train.epochs, train.batch_events, train.cooldown_fraction
+        )
+        wsd_warmup_steps(points, train.warmup_fraction)  # ConfigError when a cooldown would cut warm-up
+        billed_events = wsd_billed_events(
+            train.wsd_tiers, train.epochs, train.batch_events, train.cooldown_fraction
+        )
     cells = []
     for model in spec.models:
         rung = get_rung(model)
@@ -131,12 +159,17 @@ def make_plan(spec: SweepSpec, cluster: ClusterProfile | None = None, qos: str |
                     seed=seed,
                     data_dir=data_dir,
                     data=spec.data,
-                    train=spec.train,
+                    train=train,
                     eval=replace(spec.eval, enabled=evaluate),
                 )
                 run = replace(run, cell_id=cell_id_for(run))
                 gpus = spec.gpus.get(model, rung.gpus) if cluster.kind == "slurm" else 1
                 cost = cell_cost(rung, run.events_seen, spec.data.hits_per_event, gpus, cluster, qcfg)
+                if billed_events:
+                    billed = billed_events[n_events]
+                    cost = wsd_branch_cost(
+                        cost, cell_cost(rung, billed, spec.data.hits_per_event, gpus, cluster, qcfg)
+                    )
                 cells.append(PlannedCell(run.cell_id, run, rung.arch, n_params_total(rung), cost))
     return Plan(spec=spec, cluster=cluster, qos=qname, cells=tuple(cells))
 

@@ -12,6 +12,7 @@ scheduler, RNG states and the sampler position are all restored.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -21,9 +22,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from fm4npp.atomic import write_parquet
+from fm4npp.atomic import atomic_path, write_parquet
 from fm4npp.config import RunConfig, load_dataclass, read_yaml
 from fm4npp.data.flat import FLAT_DIR, FlatEvents
+from fm4npp.data.nested import NestedStream, WsdSegment, branch_checkpoint_name, segment_indices
 from fm4npp.data.prepare import load_prepared
 from fm4npp.data.torch_dataset import (
     MicroBatchDataset,
@@ -39,7 +41,7 @@ from fm4npp.store.rundir import METRIC_COLUMNS, RunDir, provenance
 from fm4npp.train import distributed as dist
 from fm4npp.train.checkpoint import TrainState, load_checkpoint, save_checkpoint, save_weights
 from fm4npp.train.objective import masked_error_sum, validation_loss
-from fm4npp.train.optim import build_optimizer
+from fm4npp.train.optim import Schedule, build_optimizer
 from fm4npp.train.progress import Progress
 
 SMOOTH_LAST_VALIDATIONS = 3  # smoothed_val_loss = mean of the last 3 validations (less seed noise)
@@ -75,6 +77,7 @@ def pretrain(
     should_stop: Callable[[], bool] | None = None,
     max_steps: int | None = None,
     device: Literal["cpu", "cuda"] | None = None,
+    segment: WsdSegment | None = None,
 ) -> dict[str, Any]:
     """Pretrain cell ``cfg`` in ``run_dir`` (resuming from its last checkpoint) and return the summary.
 
@@ -82,7 +85,8 @@ def pretrain(
     :class:`Interrupted` is raised. ``max_steps`` caps the run's horizon (LR schedule included) for
     smoke tests; the summary then records ``truncated: true``. ``device``: None = CUDA when available
     (one GPU per rank), else CPU; "cpu" forces the CPU. A non-finite loss writes a summary with status
-    ``failed`` and raises :class:`TrainingError`.
+    ``failed`` and raises :class:`TrainingError`. ``segment``: run a WSD trunk or cooldown branch
+    (nested data order, WSD schedule; see :mod:`fm4npp.train.wsd`) instead of a cosine cell.
     """
     if device == "cuda" and not torch.cuda.is_available():
         raise TrainingError("pretrain: device 'cuda' requested but torch sees no CUDA device")
@@ -90,7 +94,7 @@ def pretrain(
     try:
         # one owner per run directory: rank 0 claims it (a live owner elsewhere → ClaimError)
         with claim.claimed(Path(run_dir)) if env.is_main else nullcontext():
-            return _pretrain(cfg, RunDir(Path(run_dir)), env, should_stop, max_steps)
+            return _pretrain(cfg, RunDir(Path(run_dir)), env, should_stop, max_steps, segment)
     finally:
         dist.shutdown(env)
 
@@ -101,6 +105,7 @@ def _pretrain(
     env: dist.DistEnv,
     should_stop: Callable[[], bool] | None,
     max_steps: int | None,
+    segment: WsdSegment | None = None,
 ) -> dict[str, Any]:
     tc = cfg.train
     done = _open_run_dir(cfg, rd, env)
@@ -132,9 +137,13 @@ def _pretrain(
     torch.manual_seed(cfg.seed)
     model = FM4NPPModel(rung, k=tc.k_neighbours, dropout=tc.dropout, embed_seed=cfg.seed).to(env.device)
     _check_backend(model.backend, env.device, tc.allow_slow_fallback)
-    steps_planned = total_steps_for(cfg)
-    total_steps = min(steps_planned, max_steps) if max_steps else steps_planned
-    optimizer, scheduler = build_optimizer(model, tc, total_steps)
+    steps_planned = segment.total_steps if segment else total_steps_for(cfg)
+    total_steps = min(steps_planned, max_steps) if max_steps and not segment else steps_planned
+    schedule = None
+    if segment is not None:
+        end = segment.decay_start
+        schedule = Schedule("wsd", total_steps, segment.warmup_steps, end, segment.shape)
+    optimizer, scheduler = build_optimizer(model, tc, total_steps, schedule)
     use_bf16 = tc.precision == "bf16" and env.device.type == "cuda"  # fp32 params, bf16 autocast
 
     def autocast() -> AbstractContextManager[object]:
@@ -149,24 +158,32 @@ def _pretrain(
                 f"{rd.last_checkpoint}: checkpoint is for a {state.total_steps}-step run, this run has "
                 f"{total_steps} steps (max_steps or the config changed)"
             )
-        if env.is_main and state.pending_part and not (rd.metrics / state.pending_part).exists():
-            claim.check(rd.path)  # fencing: only the run directory's owner writes
-            write_parquet(rd.metrics / state.pending_part, state.pending_rows)  # crash after ckpt
+    elif segment is not None and segment.init_from:  # a WSD branch starts from its trunk's state
+        state = load_checkpoint(Path(segment.init_from), model, optimizer, scheduler)
+        state.total_steps = total_steps
     elif any(rd.metrics.glob("part-*.parquet")):
         raise TrainingError(
             f"cell {cfg.cell_id}: {rd.metrics} holds logged steps but {rd.last_checkpoint} is missing; "
             f"restarting at step 0 would log those steps twice. Restore the checkpoint, or delete "
             f"{rd.metrics} and {rd.checkpoints} to train the cell afresh"
         )
+    if env.is_main and state.pending_part and not (rd.metrics / state.pending_part).exists():
+        claim.check(rd.path)  # fencing: only the run directory's owner writes
+        write_parquet(rd.metrics / state.pending_part, state.pending_rows)  # crash after ckpt
     state.pending_part, state.pending_rows = "", _empty_rows()
+    order = None
+    if segment is not None:  # the nested order d1, d2 \ d1, … capped at this run's tier (data.nested)
+        tiers = [prepared.tier(n) for n in segment.tiers]
+        order = NestedStream(segment_indices(tiers), tc.epochs, cfg.seed, state.sampler_position)
     sampler = StepSampler(
         flat, tier, seed=cfg.seed, position=state.sampler_position, batch_events=tc.batch_events,
-        micro_batch_events=tc.micro_batch_events, rank=env.rank, world_size=env.world_size,
+        micro_batch_events=tc.micro_batch_events, rank=env.rank, world_size=env.world_size, order=order,
     )  # fmt: skip
     cuda = env.device.type == "cuda"
     workers = tc.loader_workers if tc.loader_workers >= 0 else default_loader_workers(cuda)
     dataset = MicroBatchDataset(flat, prepared.edges, order=tc.order, mode=tc.mode, k=tc.k_neighbours)
     batches = iter(step_loader(dataset, sampler, workers, pin_memory=cuda))
+    final = segment is None or not segment.is_trunk  # a trunk's horizon is no end of training
     net: torch.nn.Module = model
     if env.active:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -192,6 +209,16 @@ def _pretrain(
     flops_per_hit = ladder.flops_per_token(rung, cfg.data.hits_per_event)
     model.train()
     while state.step < total_steps:
+        if segment is not None and segment.stop_at is not None and state.step >= segment.stop_at:
+            name = branch_checkpoint_name(state.step)
+            if (
+                env.is_main
+                and state.step in segment.branch_points
+                and not (rd.checkpoints / name).is_file()
+            ):
+                _keep_branch_checkpoint(rd, state.step)  # killed between last.pt and its copy
+            progress.close()
+            return {"status": "paused", "step": state.step, "cell_id": cfg.cell_id}
         if should_stop is not None and dist.any_rank(should_stop(), env):
             checkpoint()
             progress.close()
@@ -252,7 +279,7 @@ def _pretrain(
 
         # validate on the fixed split every val_every_steps and at the end
         val_loss = float("nan")
-        if state.step % tc.val_every_steps == 0 or state.step == total_steps:
+        if state.step % tc.val_every_steps == 0 or (final and state.step == total_steps):
             model.eval()
             val_loss = validation_loss(model, val_set, tc.micro_batch_events, env, autocast)
             model.train()
@@ -266,7 +293,8 @@ def _pretrain(
         state.wall_time_s += time.perf_counter() - t0
 
         # log (buffered until the next checkpoint), report, checkpoint
-        if state.step % tc.log_every_steps == 0 or not math.isnan(val_loss) or state.step == total_steps:
+        end = final and state.step == total_steps
+        if state.step % tc.log_every_steps == 0 or not math.isnan(val_loss) or end:
             row = (state.step, state.events_seen, state.hits_seen, lr, loss, val_loss,
                    n_hits / step_time, state.wall_time_s)  # fmt: skip
             for column, value in zip(METRIC_COLUMNS, row, strict=True):
@@ -276,8 +304,11 @@ def _pretrain(
             state.step, loss, n_hits / step_time, None if math.isnan(val_loss) else val_loss,
             data_wait=data_wait / step_time,
         )  # fmt: skip
-        if state.step % tc.checkpoint_every_steps == 0 or state.step == total_steps:
+        at_branch = segment is not None and state.step in segment.branch_points
+        if state.step % tc.checkpoint_every_steps == 0 or state.step == total_steps or at_branch:
             checkpoint()
+        if at_branch and env.is_main:  # the trunk's state where a cooldown branch starts
+            _keep_branch_checkpoint(rd, state.step)
     progress.close()
     _close_loader(batches)
 
@@ -296,6 +327,15 @@ def _close_loader(batches: Any) -> None:
     shutdown = getattr(batches, "_shutdown_workers", None)
     if shutdown is not None:
         shutdown()
+
+
+def _keep_branch_checkpoint(rd: RunDir, step: int) -> None:
+    """Copy ``last.pt`` (just written at ``step``) and ``best.pt`` to the branch-point files."""
+    name = branch_checkpoint_name(step)
+    for src, dst in ((rd.last_checkpoint, name), (rd.checkpoints / "best.pt", f"best-{name}")):
+        if src.is_file():
+            with atomic_path(rd.checkpoints / dst) as tmp:
+                shutil.copyfile(src, tmp)
 
 
 def _open_run_dir(cfg: RunConfig, rd: RunDir, env: dist.DistEnv) -> dict[str, Any] | None:
