@@ -243,10 +243,11 @@ def test_cell_job_runs_a_wsd_branch_with_its_trunk(data_dir: Path, tmp_path: Pat
 
     cfg = replace(_cfg(data_dir, 12), eval=EvalConfig(enabled=False))
     run_dir = tmp_path / "study" / "runs" / cfg.cell_id
-    summary = CellJob(cfg, str(run_dir), cell_fn="pretrain")()
-    assert summary["status"] == "done"
-    assert summary["schedule"] == "wsd"
-    assert summary["cooldown_start"] == 3
+    record = CellJob(cfg, str(run_dir))()  # the real cell functions
+    assert record is not None
+    assert record.status == "done"
+    assert record.training["schedule"] == "wsd"
+    assert record.training["cooldown_start"] == 3
     assert (
-        tmp_path / "study" / "trunks" / summary["trunk"] / "checkpoints" / "branch-00000003.pt"
+        tmp_path / "study" / "trunks" / record.training["trunk"] / "checkpoints" / "branch-00000003.pt"
     ).is_file()

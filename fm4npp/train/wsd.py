@@ -134,7 +134,7 @@ def pretrain_branch(
     rd = RunDir(Path(run_dir))
     tdir = Path(trunk_dir) if trunk_dir is not None else trunk_dir_for(run_dir, cfg)
     src = tdir / "checkpoints" / branch_checkpoint_name(point.cooldown_start)
-    started = rd.last_checkpoint.is_file() or rd.summary_file.is_file()
+    started = rd.last_checkpoint.is_file() or rd.pretrain_file.is_file()
     if not started:
         trunk = WsdSegment(
             tiers=tiers,
@@ -173,7 +173,7 @@ def pretrain_branch(
     }
     if any(summary.get(k) != v for k, v in extra.items()) and _rank() == 0:
         summary = {**summary, **extra}
-        rd.write_summary(summary)
+        rd.write_pretrain(summary)
     return summary
 
 
