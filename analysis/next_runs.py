@@ -88,7 +88,7 @@ def study_cost(cells: pd.DataFrame) -> Cost | None:
 
 def _d_levels(cells: pd.DataFrame, d_col: str = "n_events") -> list[float]:
     d = sorted(pd.to_numeric(cells[d_col], errors="coerce").dropna().unique().astype(float))
-    return d + [2.0 * d[-1]] if d else []
+    return [*d, 2.0 * d[-1]] if d else []
 
 
 def next_rung_table(fit: FitResult, cells: pd.DataFrame, cost: Cost | None = None, n_next: int = 2) -> pd.DataFrame:

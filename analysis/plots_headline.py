@@ -27,7 +27,7 @@ def headline_loss(
     """Loss vs N per D level with the joint law and 95% band; the fit without the largest size (dashed)
     and its 95% prediction interval at the held-out points; predicted next rungs (open diamonds)."""
     d = fit.data
-    fig = Figure(figsize=(6.2, 4.3), layout="constrained")
+    fig = Figure(figsize=(6.2, 4.0), layout="constrained")
     ax = fig.add_subplot()
     lvl, levels = _levels(d.D)
     n_hi = float(d.N.max())
@@ -62,13 +62,12 @@ def headline_loss(
         for _, r in top.iterrows():
             ax.annotate(str(r["model"]), (r["N"], r["predicted L"]), textcoords="offset points",
                         xytext=(6, 4), fontsize=7, color="C3")  # fmt: skip
-    ax.axhline(fit.params["E"], color="0.4", ls=":", lw=1, label=f"floor E = {fit.params['E']:.3g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(N_LABEL)
     ax.set_ylabel("validation loss L")
     ax.set_title("Loss vs model size: joint law L = E + A/N^α + B/D^β", fontsize=10)
-    ax.legend(fontsize=6.5, ncol=2)
+    ax.legend(fontsize=6.5, loc="lower left")
     return fig
 
 
@@ -80,5 +79,37 @@ def headline_downstream(fits: list[Any], evals: pd.DataFrame, primary: dict[str,
     if not pick:
         return None
     fig = downstream(pick, evals)
-    fig.set_size_inches(max(6.2, 4.4 * min(3, len(pick))), 4.3)
+    fig.set_size_inches(max(6.2, 4.4 * min(3, len(pick))), 4.0)
+    what = ", ".join(f"{mf.task} {mf.metric}" for mf in pick)
+    fig.suptitle(f"Downstream ({what}) vs N: FM and baselines", fontsize=10)
+    return fig
+
+
+def isoflop_minima(iso: Any, fit: FitResult, k: float = 6.0) -> Figure | None:
+    """IsoFLOP (Approach 2) minima N*(C) with their slope a, beside the joint law's N_opt(C) (Approach 3)."""
+    from analysis.laws import allocation
+
+    b = iso.budgets
+    if b is None or b.empty:
+        return None
+    fig = Figure(figsize=(5.6, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    ok = b["bracketed"].to_numpy(bool)
+    ax.scatter(b["C"][ok], b["N_star"][ok], s=22, color="C0", label="IsoFLOP minimum (bracketed)")
+    ax.scatter(b["C"][~ok], b["N_star"][~ok], s=22, facecolor="none", edgecolor="C0",
+               label="minimum at the edge of the sizes")  # fmt: skip
+    grid = np.geomspace(float(b["C"].min()), float(b["C"].max()), 50)
+    if iso.ok:
+        x = np.log10(b["C"][ok].to_numpy())
+        icpt = float(np.mean(np.log10(b["N_star"][ok].to_numpy())) - iso.a * np.mean(x))
+        band = f" [{iso.lo:.3g}, {iso.hi:.3g}]" if iso.closed else ""
+        ax.plot(grid, 10 ** (icpt + iso.a * np.log10(grid)), color="C0", label=f"Approach 2: a = {iso.a:.3g}{band}")
+    alloc = allocation(fit.params, grid, k)
+    ax.plot(grid, alloc.N_opt, color="C1", ls="--", label=f"joint law (Approach 3): a = {alloc.a:.3g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"C (training FLOPs, {iso.c_definition})")
+    ax.set_ylabel("compute-optimal N")
+    ax.set_title("N_opt(C): IsoFLOP minima vs the joint law", fontsize=10)
+    ax.legend(fontsize=7)
     return fig

@@ -134,7 +134,7 @@ def fm_vs_adapter(evals: pd.DataFrame | None, task: str = "tracking",
     ao = rows[rows["variant"] == "adapter_only"]
     g_fm = fm.groupby("n_params")["value"].agg(["mean", "var", "count"])
     g_ao = ao.groupby("n_params")["value"].agg(["mean", "var", "count"])
-    both = g_fm.join(g_ao, lsuffix="_fm", rsuffix="_ao", how="inner")
+    both = g_fm.add_suffix("_fm").join(g_ao.add_suffix("_ao"), how="inner")
     if both.empty:
         return Verdict(claim, INCONCLUSIVE, "no size has both an FM and an adapter-only evaluation")
     d = s * (both["mean_fm"] - both["mean_ao"])
