@@ -174,7 +174,7 @@ def analyse(
         extra_n = f"largest size held out: {100 * res.holdout['signed_rel_err'].mean():+.1f}% mean error"
     sat = any(mf.saturated for mf in res.metric_fits if mf.task == "tracking")
     res.verdicts = [
-        verdicts.power_law(res.intervals if res.fit else None, "N", codes, extra_n),
+        verdicts.power_law(res.intervals if res.fit else None, "N", codes, extra_n, res.holdout),
         verdicts.power_law(res.intervals if res.fit else None, "D", codes),
         verdicts.fm_vs_adapter(res.prepared, paired=paired),
         verdicts.bigger_is_better(res.prepared, saturated=sat),

@@ -5,7 +5,7 @@ shows them as the first lines of the page. The criteria are stated in each docst
 the page can print them.
 
 - Loss falls as a power law in N (in D): the 95% interval of α (β) is closed, excludes 0 and the
-  estimate is not at its bound → supported; the interval lies below ``FLAT`` (the loss does not fall
+  estimate is not at its bound (for N also: the held-out largest size is predicted, HOLDOUT_*) → supported; the interval lies below ``FLAT`` (the loss does not fall
   with N in the sampled range) → not supported; anything else → inconclusive.
 - FM beats adapter-only: the FM − adapter-only difference of the task's primary metric, pooled over sizes,
   has a 95% interval above 0 → supported, below 0 → not supported, else (or no interval) inconclusive.
@@ -24,6 +24,8 @@ import pandas as pd
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
 FLAT = 0.01  # an exponent interval entirely below this: the loss does not fall along the axis
+HOLDOUT_TOL = 0.10  # the held-out largest size must be predicted within this mean |signed error| …
+HOLDOUT_INSIDE = 0.5  # … or with at least this share of its losses inside the 95% prediction band
 PRIMARY = {"tracking": ("ari", "trackml_score", "efficiency"), "pid": ("accuracy",), "noise": ("accuracy",)}
 LOWER_IS_BETTER = ("loss", "mse", "fake_rate", "ms_per")
 CRITERIA = (
@@ -67,8 +69,24 @@ def best_interval(intervals: pd.DataFrame | None, name: str) -> tuple[float, flo
     return float(row["estimate"]), float("nan"), float("nan"), "open"
 
 
+def holdout_miss(holdout: pd.DataFrame | None) -> str:
+    """'' when the held-out largest size is predicted (HOLDOUT_TOL / HOLDOUT_INSIDE), else why not."""
+    if holdout is None or holdout.empty:
+        return ""
+    err = float(holdout["signed_rel_err"].mean())
+    inside = float(((holdout["L"] >= holdout["pred_lo"]) & (holdout["L"] <= holdout["pred_hi"])).mean())
+    if abs(err) <= HOLDOUT_TOL or inside >= HOLDOUT_INSIDE:
+        return ""
+    return (f"the fit without the largest size misses it by {100 * err:+.0f}% "
+            f"({inside:.0%} of its runs inside the 95% band)")  # fmt: skip
+
+
 def power_law(
-    intervals: pd.DataFrame | None, axis: str, codes: list[str] | tuple[str, ...] = (), extra: str = ""
+    intervals: pd.DataFrame | None,
+    axis: str,
+    codes: list[str] | tuple[str, ...] = (),
+    extra: str = "",
+    holdout: pd.DataFrame | None = None,
 ) -> Verdict:
     """'Loss falls as a power law in N' (axis "N", exponent α) or in D (axis "D", exponent β)."""
     name, sym = ("alpha", "α") if axis == "N" else ("beta", "β")
@@ -86,6 +104,8 @@ def power_law(
         status, why = INCONCLUSIVE, f"the interval of {sym} is open (weakly identified)"
     elif lo <= 0:
         status, why = INCONCLUSIVE, f"the interval of {sym} includes 0"
+    elif miss := holdout_miss(holdout):
+        status, why = INCONCLUSIVE, f"{sym} > 0 at 95%, but {miss}: the law does not yet extrapolate"
     else:
         status = SUPPORTED
         why = f"{sym} > 0 at 95%; doubling {axis} removes {100 * (1 - 2**-est):.0f}% of its loss term"

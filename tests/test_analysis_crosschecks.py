@@ -65,6 +65,13 @@ def test_power_law_verdicts() -> None:
     assert v.status == verdicts.INCONCLUSIVE
     assert "open" in v.evidence
     assert verdicts.power_law(None, "N").status == verdicts.INCONCLUSIVE
+    held = pd.DataFrame({"L": [1.0, 1.0], "pred": [1.75, 1.7], "pred_lo": [1.5, 1.5], "pred_hi": [2.0, 2.0],
+                         "signed_rel_err": [0.75, 0.7]})  # fmt: skip
+    v = verdicts.power_law(_intervals(0.3, 0.2, 0.4), "N", holdout=held)
+    assert v.status == verdicts.INCONCLUSIVE
+    assert "+72%" in v.evidence
+    ok = held.assign(pred=1.05, pred_lo=0.95, pred_hi=1.1, signed_rel_err=0.05)
+    assert verdicts.power_law(_intervals(0.3, 0.2, 0.4), "N", holdout=ok).status == verdicts.SUPPORTED
 
 
 def _evals(gap: float, seeds: int, slope: float = 0.05) -> pd.DataFrame:
