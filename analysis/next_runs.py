@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis.fit import FitResult
 from fm4npp.errors import ConfigError
-from fm4npp.model import ladder
+from fm4npp.model.ladder import RUNGS, Rung, flops_per_token, get_rung, n_params
 
 Cost = Callable[[str, float], float]  # (model name, events) -> node-hours
 CRITERION = (
@@ -31,26 +31,26 @@ CRITERION = (
 )
 
 
-def _rung(name: object) -> ladder.Rung | None:
+def _rung(name: object) -> Rung | None:
     try:
-        return ladder.get_rung(str(name))
+        return get_rung(str(name))
     except ConfigError:
         return None
 
 
-def next_rungs(cells: pd.DataFrame, n_next: int = 2) -> list[ladder.Rung]:
+def next_rungs(cells: pd.DataFrame, n_next: int = 2) -> list[Rung]:
     """The ``n_next`` rungs of the ladder family (same arch and name prefix) above the study's largest."""
     if "model" not in cells.columns:
         return []
     rungs = [r for r in (_rung(m) for m in cells["model"].dropna().unique()) if r is not None]
     if not rungs:
         return []
-    top = max(rungs, key=ladder.n_params)
+    top = max(rungs, key=n_params)
     family = sorted(
-        (r for r in ladder.RUNGS.values() if r.arch == top.arch and r.name[:1] == top.name[:1]),
-        key=ladder.n_params,
+        (r for r in RUNGS.values() if r.arch == top.arch and r.name[:1] == top.name[:1]),
+        key=n_params,
     )
-    return [r for r in family if ladder.n_params(r) > ladder.n_params(top)][:n_next]
+    return [r for r in family if n_params(r) > n_params(top)][:n_next]
 
 
 def _hits_per_event(cells: pd.DataFrame) -> float:
@@ -74,14 +74,14 @@ def study_cost(cells: pd.DataFrame) -> Cost | None:
         nh = pd.to_numeric(row.node_hours_planned, errors="coerce")
         if r is None or not np.isfinite(nh) or nh <= 0:
             continue
-        ratios.append(float(nh) / (ladder.flops_per_token(r) * hpe * float(row.n_events)))
+        ratios.append(float(nh) / (flops_per_token(r) * hpe * float(row.n_events)))
     if not ratios:
         return None
     per_flop = float(np.median(ratios))
 
     def cost(model: str, events: float) -> float:
         r = _rung(model)
-        return float("nan") if r is None else per_flop * ladder.flops_per_token(r) * hpe * float(events)
+        return float("nan") if r is None else per_flop * flops_per_token(r) * hpe * float(events)
 
     return cost
 
@@ -100,7 +100,7 @@ def next_rung_table(fit: FitResult, cells: pd.DataFrame, cost: Cost | None = Non
     d_levels = _d_levels(cells)[-2:]
     n_max = float(np.max(fit.data.N))
     for r in next_rungs(cells, n_next):
-        n = float(ladder.n_params(r))
+        n = float(n_params(r))
         for d in d_levels:
             pred = float(fit.predict(N=np.array([n]), D=np.array([d]))[0])
             lo, hi = log_prediction_band(fit, {"N": np.array([n]), "D": np.array([d])}, prediction=True)
@@ -121,7 +121,7 @@ def design_table(fit: FitResult, cells: pd.DataFrame, cost: Cost | None = None, 
     if cost is None or "model" not in cells.columns:
         return pd.DataFrame()
     models = {str(m) for m in cells["model"].dropna().unique() if _rung(m) is not None}
-    cand_models = sorted(models, key=lambda m: ladder.n_params(ladder.get_rung(m)))
+    cand_models = sorted(models, key=lambda m: n_params(get_rung(m)))
     cand_models += [r.name for r in next_rungs(cells, 1)]
     names = fit.law.theta_names
     ia, ib = names.index("alpha"), names.index("beta")
@@ -137,7 +137,7 @@ def design_table(fit: FitResult, cells: pd.DataFrame, cost: Cost | None = None, 
 
     rows = []
     for m in cand_models:
-        n = float(ladder.n_params(ladder.get_rung(m)))
+        n = float(n_params(get_rung(m)))
         for d in _d_levels(cells):
             lx = np.log([[n, d]])
             j = _jac(lambda th, lx=lx: predict_log(th, lx), fit.theta)[0]
