@@ -187,3 +187,19 @@ def compare(iso: IsoFlopResult, a_joint: float, lo: float, hi: float) -> tuple[s
     if np.isfinite(lo) and np.isfinite(hi) and (iso.hi < lo or hi < iso.lo):
         return text + ": the 95% intervals are disjoint.", "isoflop_law_disagreement"
     return text + ": the 95% intervals overlap (agree).", None
+
+
+def noise_sigma(data: FitData, resid: Array) -> float:
+    """sd of log L per run: the pooled seed spread, else 1.4826·MAD of the joint fit's log residuals."""
+    from analysis.diagnostics import seed_noise
+
+    s = seed_noise(data)
+    return s if np.isfinite(s) else 1.4826 * float(np.median(np.abs(resid)))
+
+
+def summary(iso: IsoFlopResult, a_joint: float, lo: float, hi: float) -> dict[str, object]:
+    """JSON-safe record for fit-laws and the catalog: a, ci, why, C definition, agreement with the joint a."""
+    text, code = compare(iso, a_joint, lo, hi)
+    return {"a": iso.a, "ci": [iso.lo, iso.hi], "why": iso.why, "c_definition": iso.c_definition,
+            "n_budgets": len(iso.budgets), "bracketed": int(iso.budgets["bracketed"].sum()) if len(iso.budgets) else 0,
+            "joint_a": a_joint, "joint_ci": [lo, hi], "disagree": code is not None, "text": text}  # fmt: skip

@@ -13,6 +13,8 @@ from matplotlib.figure import Figure
 from analysis.laws import FORMS, predict
 from analysis.plots import N_LABEL, _band, _levels
 
+YPAD = 2.5  # the y range is the observed (and predicted) losses ×/÷ this
+
 if TYPE_CHECKING:
     from analysis.fit import FitResult
     from analysis.uncertainty import BootstrapResult
@@ -64,6 +66,11 @@ def headline_loss(
                         xytext=(6, 4), fontsize=7, color="C3")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
+    seen = [d.L]
+    if next_rungs is not None and len(next_rungs):
+        seen.append(next_rungs["predicted L"].to_numpy(float))
+    lo_y, hi_y = float(np.min(np.concatenate(seen))), float(np.max(np.concatenate(seen)))
+    ax.set_ylim(lo_y / YPAD, hi_y * YPAD)  # a runaway band must not squash the data
     ax.set_xlabel(N_LABEL)
     ax.set_ylabel("validation loss L")
     ax.set_title("Loss vs model size: joint law L = E + A/N^α + B/D^β", fontsize=10)

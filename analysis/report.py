@@ -117,7 +117,7 @@ def cell_status(cells: pd.DataFrame) -> tuple[dict[str, int], pd.DataFrame]:
     counts = state.value_counts()
     out = {k: int(counts[k]) for k in order if k in counts}
     out |= {k: int(v) for k, v in counts.items() if k not in order}
-    cols = [c for c in ("cell_id", "model", "n_params", "n_events", "seed", "status", "reason",
+    cols = [c for c in ("cell_id", "model", "n_params", "n_events", "seed", "schedule", "branch", "status", "reason",
                         "final_val_loss", "wall_time_s") if c in cells.columns]  # fmt: skip
     return out, cells[cols].assign(status=state.to_numpy())
 
@@ -215,7 +215,6 @@ def _fit_section(
     cost: Callable[[str, float], float] | None,
 ) -> None:
     from analysis import isoflop, next_runs, plots_design, plots_headline, validation
-    from analysis.diagnostics import seed_noise
     from analysis.uncertainty import bootstrap
 
     data = res.data
@@ -263,9 +262,7 @@ def _fit_section(
     f["loss_vs_n"] = plots.loss_vs_n(fit, boot)
     f["loss_vs_d"] = plots.loss_vs_d(fit, boot)
     f["design_map"] = _guard(res, "design map", lambda: plots_design.design_map(fit, cells, d_unit, k))
-    sigma = seed_noise(data)
-    if not np.isfinite(sigma):
-        sigma = 1.4826 * float(np.median(np.abs(fit.residuals())))
+    sigma = isoflop.noise_sigma(data, fit.residuals())
     res.isoflop = _guard(res, "IsoFLOP", lambda: isoflop.estimate_a(data, sigma, min(n_boot, 100), k))
     if res.isoflop is not None:
         from analysis.verdicts import best_interval

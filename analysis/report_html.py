@@ -133,6 +133,8 @@ def law_html(res: Analysis) -> str:
         f"grows as C<sup>a</sup>, a = β/(α+β) = {_iv(res, 'a')}{iso}.</p>"
     )
     extra = report_text.holdout_short(res.holdout, res.holdout_why)
+    if res.isoflop is not None and not res.isoflop.ok:
+        extra += f" IsoFLOP cross-check of a not possible: {res.isoflop.why}."
     return f"<div class='law'>{sym}{words}<p class='sub'>{html.escape(extra)}</p></div>"
 
 
@@ -187,6 +189,12 @@ def section_next(res: Analysis, page: Page) -> str:
     if res.design is not None and len(res.design):
         from analysis.next_runs import CRITERION
 
+        top = res.design.iloc[0]
+        out.append(
+            f"<p>Best buy for the exponents: one more run of <b>{html.escape(str(top['model']))}</b> at D = "
+            f"{top['D (events)']:.3g} narrows the α interval by {100 * top['α width shrink']:.2g}% and β by "
+            f"{100 * top['β width shrink']:.2g}% for {top['node-hours']:.2g} node-hours.</p>"
+        )
         out.append(page.table(res.design, "Runs that would most narrow α and β per node-hour", collapse=False))
         out.append(f"<p class='sub'>Criterion: {html.escape(CRITERION)}.</p>")
     return "".join(out)

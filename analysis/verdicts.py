@@ -106,6 +106,7 @@ def power_law(
         status, why = INCONCLUSIVE, f"the interval of {sym} includes 0"
     elif miss := holdout_miss(holdout):
         status, why = INCONCLUSIVE, f"{sym} > 0 at 95%, but {miss}: the law does not yet extrapolate"
+        extra = ""  # the miss already says it
     else:
         status = SUPPORTED
         why = f"{sym} > 0 at 95%; doubling {axis} removes {100 * (1 - 2**-est):.0f}% of its loss term"

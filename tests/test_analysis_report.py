@@ -182,6 +182,9 @@ def test_fit_laws_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert out["n_points"] == len(d)
     assert out["params"]["alpha"] == pytest.approx(0.35, rel=1e-4)
     assert set(out["ci"]) >= {"E", "A", "B", "alpha", "beta"}
+    # the IsoFLOP (Approach 2) cross-check beside a = β/(α+β) = 0.25/0.6 (noise-free: only its own bias)
+    assert out["isoflop"]["a"] == pytest.approx(0.25 / 0.6, abs=0.015)
+    assert out["isoflop"]["joint_a"] == pytest.approx(0.25 / 0.6, rel=1e-4)
     assert main(["fit-laws", "--input", str(path), "--form", "kaplan-n"]) == 0
     assert "alpha" in capsys.readouterr().out
     assert main(["fit-laws", "--input", str(tmp_path / "missing.csv")]) == 8
