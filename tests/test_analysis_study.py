@@ -137,7 +137,8 @@ def test_tiny_study_report_sections(study) -> None:
     assert re.search(r"<td>m3-d3e6-s0</td>.*?<td>planned</td>", text)  # it is listed as planned
     assert "single_seed" in text if seeds == 1 else "single_seed" not in text
     # Downstream table: adapter-only rows carry their model's N; the Hough row is there too.
-    down = text[text.index("Downstream metrics (mean") : text.index("</details>", text.index("Downstream metrics (mean"))]
+    at = text.index("Downstream metrics (mean")
+    down = text[at : text.index("</table>", at)]
     assert re.search(r"<td>adapter_only</td><td>7e\+06</td>", down)
     assert "<td>hough</td>" in down
 
