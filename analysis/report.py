@@ -358,8 +358,17 @@ def build_report(
     return render(analyse(cells, curves, evals, **kwargs), Path(out_dir), title)
 
 
-def write_report(study_dir: Path, out: Path | None = None, **kwargs: Any) -> Path:
-    """Read the study's catalog and write ``<study>/report/index.html`` (or into ``out``)."""
+def write_report(
+    study_dir: Path,
+    out: Path | None = None,
+    extra_tables: dict[str, pd.DataFrame] | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Read the study's catalog and write ``<study>/report/index.html`` (or into ``out``).
+
+    ``extra_tables`` (title → DataFrame, e.g. downstream statistics) get a section of their own; ``kwargs``
+    go to :func:`analyse` (``cost=`` the planner's node-hours, ``paired=`` FM − adapter-only comparisons).
+    """
     study = Path(study_dir)
     if not study.is_dir():
         raise StoreError(f"{study}: no such study directory")
@@ -380,4 +389,5 @@ def write_report(study_dir: Path, out: Path | None = None, **kwargs: Any) -> Pat
         problems.append(("downstream metrics", f"{type(err).__name__}: {err}"))
     res = analyse(cells, curves, evals, **kwargs)
     res.failures += problems
+    res.extra_tables.update(extra_tables or {})
     return render(res, Path(out or study / "report"), f"Scaling report: {study.name}")

@@ -196,3 +196,16 @@ def test_analysis_never_imports_torch() -> None:
             "fm4npp.cli.analysis; print('torch' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_extra_tables_and_sections_slot_in(tmp_path: Path) -> None:
+    """The hooks for downstream statistics: a table in ``extra_tables`` and a section function."""
+    from analysis.report import analyse, render
+
+    cells = partial_cells().assign(status="planned", final_val_loss=np.nan, smoothed_val_loss=np.nan)
+    res = analyse(cells, n_boot=0)
+    res.extra_tables["Label efficiency"] = pd.DataFrame({"n_labelled": [100, 1000], "ari": [0.4, 0.6]})
+    index = render(res, tmp_path / "hooks", "hooks", extra_sections=[lambda r, page: "<h2>Custom</h2>"])
+    text = index.read_text(encoding="utf-8")
+    assert text.index("<h2>Custom</h2>") < text.index("<h2>Downstream statistics</h2>") < text.index("<h2>Study status")
+    assert (tmp_path / "hooks" / "label_efficiency.csv").read_text().splitlines()[1] == "100,0.4"
