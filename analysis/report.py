@@ -6,10 +6,8 @@ without a study); :func:`write_report` reads them from the catalog (``fm4npp.sto
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import plots, plots_study, report_text
+from analysis import plots, plots_study
 from analysis.diagnostics import FitWarning, extrapolation_far
 from analysis.fit import FitResult, fit_law
 from analysis.inputs import FitData, from_cells
+from analysis.report_html import render
 from fm4npp.errors import FitError, StoreError
+
+__all__ = ["Analysis", "analyse", "build_report", "fit_card", "interval_table", "render", "write_report"]
 
 OTHER_FORMS = ("kaplan_n", "kaplan_d", "frontier")
 PARAMS = ("E", "A", "B", "alpha", "beta")
@@ -32,7 +33,7 @@ WALD_RATIO = 1.5  # §3.3: delta interval this much narrower than the profile on
 class Analysis:
     """Everything the report shows; built by :func:`analyse`, rendered by :func:`render`."""
 
-    data: FitData
+    data: FitData | None  # None: no finished cell yet
     fit: FitResult | None
     others: dict[str, FitResult] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
@@ -45,6 +46,16 @@ class Analysis:
     holdout_why: str = ""  # why there is no hold-out check
     downstream: pd.DataFrame | None = None  # downstream_table of the prepared eval rows
     metric_fits: list[Any] = field(default_factory=list)
+    prepared: pd.DataFrame | None = None  # prepare_evals output (long format)
+    isoflop: Any = None  # IsoFlopResult (Approach 2 cross-check of a)
+    isoflop_sentence: str = ""
+    verdicts: list[Any] = field(default_factory=list)  # verdicts.Verdict, one per claim
+    next_rungs: pd.DataFrame | None = None
+    next_why: str = ""
+    design: pd.DataFrame | None = None  # runs ranked by α/β variance reduction per node-hour
+    cell_counts: dict[str, int] = field(default_factory=dict)  # done / running / failed / planned
+    cell_table: pd.DataFrame | None = None
+    extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # hook: downstream statistics
 
 
 def interval_table(
@@ -83,6 +94,34 @@ def interval_table(
     return pd.DataFrame(rows), warns, profs
 
 
+DONE = ("finished", "done", "completed")
+
+
+def _guard(res: Analysis, what: str, fn: Callable[[], Any]) -> Any:
+    """Run one analysis step; a failure is listed on the page instead of losing the report."""
+    try:
+        return fn()
+    except (FitError, ValueError, KeyError, IndexError, ZeroDivisionError, np.linalg.LinAlgError) as err:
+        res.failures.append((what, f"{type(err).__name__}: {err}" if not isinstance(err, FitError) else str(err)))
+        return None
+
+
+def cell_status(cells: pd.DataFrame) -> tuple[dict[str, int], pd.DataFrame]:
+    """Counts of done / running / failed / planned cells and the per-cell status table."""
+    if "status" not in cells.columns:
+        return {"done": len(cells)}, pd.DataFrame()
+    raw = cells["status"].astype(str).str.lower()
+    state = raw.where(~raw.isin(DONE), "done")
+    state = state.where(~state.isin(("nan", "none", "submitted", "pending", "queued")), "planned")
+    order = ["done", "running", "failed", "planned"]
+    counts = state.value_counts()
+    out = {k: int(counts[k]) for k in order if k in counts}
+    out |= {k: int(v) for k, v in counts.items() if k not in order}
+    cols = [c for c in ("cell_id", "model", "n_params", "n_events", "seed", "schedule", "branch", "status", "reason",
+                        "final_val_loss", "wall_time_s") if c in cells.columns]  # fmt: skip
+    return out, cells[cols].assign(status=state.to_numpy())
+
+
 def analyse(
     cells: pd.DataFrame,
     curves: pd.DataFrame | None = None,
@@ -95,16 +134,92 @@ def analyse(
     scheme: str = "auto",
     target_c: float | None = None,
     k: float = 6.0,
+    cost: Callable[[str, float], float] | None = None,
+    paired: pd.DataFrame | None = None,
 ) -> Analysis:
-    """Fit every form, attach uncertainty and validation, and build the figures (no I/O)."""
-    from analysis import plots_design, validation
+    """Fit every form, attach uncertainty, validation, verdicts and next runs, build the figures (no I/O).
+
+    ``cost(model, events) -> node-hours`` prices candidate runs (default: the study's planned node-hours
+    per ladder FLOP); ``paired`` is an optional FM − adapter-only comparison table for the verdicts.
+    """
+    from analysis import verdicts
+
+    settings = {"loss": loss, "d_unit": d_unit, "method": method, "n_boot": n_boot, "k": k}
+    res = Analysis(None, None, settings=settings)
+    res.cell_counts, res.cell_table = cell_status(cells)
+    try:
+        res.data = from_cells(cells, loss=loss, d_unit=d_unit)
+    except FitError as err:
+        res.failures.append(("cells", str(err)))
+    if res.data is not None:
+        res.failures += [(f"cell {c}", why) for c, why in res.data.exclusions]
+        _fit_section(res, cells, method, n_boot, scheme, target_c, k, cost)
+        if res.data.seed is not None and len(np.unique(res.data.cell)) < len(res.data):
+            f_delta = res.fit.problem.delta if res.fit else None
+            res.figures["seed_spread"] = _guard(
+                res, "seed spread", lambda: plots_design_seed(res.data, curves, f_delta)
+            )
+    if curves is not None and len(curves):
+        used = _used_points(cells, loss) if d_unit == "events" else None
+        res.figures["training_curves"] = _guard(
+            res, "training curves", lambda: plots_study.training_curves(curves, used, cells=cells)
+        )
+    if evals is not None and len(evals):
+        _guard(res, "downstream fits", lambda: _downstream(res, evals, cells))
+    if {"node_hours_planned", "wall_time_s"} <= set(cells.columns):
+        res.figures["node_hours"] = _guard(res, "node-hours", lambda: plots_study.node_hours(cells))
+    codes = [w.code for w in res.warnings]
+    extra_n = ""
+    if res.holdout is not None and len(res.holdout):
+        extra_n = f"largest size held out: {100 * res.holdout['signed_rel_err'].mean():+.1f}% mean error"
+    sat = any(mf.saturated for mf in res.metric_fits if mf.task == "tracking")
+    res.verdicts = [
+        verdicts.power_law(res.intervals if res.fit else None, "N", codes, extra_n, res.holdout),
+        verdicts.power_law(res.intervals if res.fit else None, "D", codes),
+        verdicts.fm_vs_adapter(res.prepared, paired=paired),
+        verdicts.bigger_is_better(res.prepared, saturated=sat),
+    ]
+    res.figures = {n: f for n, f in res.figures.items() if f is not None}
+    return res
+
+
+def plots_design_seed(data: FitData, curves: pd.DataFrame | None, delta: float | None) -> Any:
+    from analysis import plots_design
+
+    return plots_design.seed_spread(data, curves, delta)
+
+
+def _downstream(res: Analysis, evals: pd.DataFrame, cells: pd.DataFrame) -> None:
+    from analysis import plots_headline, verdicts
     from analysis.downstream import downstream_table, fit_eval_metrics, prepare_evals
+
+    res.prepared = prepare_evals(evals, cells)
+    res.metric_fits = fit_eval_metrics(res.prepared)
+    res.downstream = downstream_table(res.prepared)
+    res.figures["downstream"] = plots_study.downstream(res.metric_fits, res.prepared)
+    tasks = sorted(set(res.prepared["task"].astype(str)))
+    primary = {t: m for t in tasks if (m := verdicts.primary_metric(res.prepared, t)) is not None}
+    res.figures["headline_downstream"] = plots_headline.headline_downstream(
+        res.metric_fits, res.prepared, primary
+    )
+
+
+def _fit_section(
+    res: Analysis,
+    cells: pd.DataFrame,
+    method: str,
+    n_boot: int,
+    scheme: str,
+    target_c: float | None,
+    k: float,
+    cost: Callable[[str, float], float] | None,
+) -> None:
+    from analysis import isoflop, next_runs, plots_design, plots_headline, validation
     from analysis.uncertainty import bootstrap
 
-    data = from_cells(cells, loss=loss, d_unit=d_unit)
-    settings = {"loss": loss, "d_unit": d_unit, "method": method, "n_boot": n_boot, "k": k}
-    res = Analysis(data, None, settings=settings)
-    res.failures += [(f"cell {c}", why) for c, why in data.exclusions]
+    data = res.data
+    assert data is not None
+    d_unit = res.settings["d_unit"]
     try:
         res.fit = fit_law(data, "chinchilla", method)
     except FitError as err:
@@ -116,60 +231,73 @@ def analyse(
             res.failures.append((f"{form} fit", str(err)))
     fit = res.fit
     f = res.figures
-    if fit is not None:
-        res.warnings += list(fit.warnings)
-        c_obs = data.C if data.C is not None else k * data.N * data.D
-        target = target_c or float(c_obs.max() * 10)
-        res.warnings += extrapolation_far(float(c_obs.max()), target, "C")
-        boot = bootstrap(fit, n_boot, scheme=scheme) if n_boot > 0 else None
-        if boot is not None:
-            settings["bootstrap"] = f"{boot.label}, {n_boot} resamples"
-        res.intervals, iw, profs = interval_table(fit, boot, target, k)
-        res.warnings += iw
-        f["loss_vs_n"] = plots.loss_vs_n(fit, boot)
-        f["loss_vs_d"] = plots.loss_vs_d(fit, boot)
-        f["design_map"] = plots_design.design_map(fit, cells, d_unit, k)
-        try:
-            res.holdout = validation.hold_out_largest(data, "N", method)
-        except FitError as err:
-            res.holdout_why = str(err)
-        f["isoflop"] = plots.isoflop(fit, k)
-        f["allocation"] = plots.allocation_vs_compute(fit, boot, target, k)
-        f["residuals"] = plots.residuals(fit)
-        f["profiles"] = plots_study.profiles(profs)
-        held = None
-        try:
-            pts, drift = validation.rollout(data, "N", method)
-            res.validation = pts
-            f["rollout"] = plots_study.rollout_errors(pts)
-            f["drift"] = plots_study.exponent_drift(drift, "N")
-            last = pts[pts["cutoff_k"] == pts["cutoff_k"].max()]
-            held = (last["L"].to_numpy(), last["pred"].to_numpy())
-        except FitError as err:
-            res.failures.append(("rollout along N", str(err)))
-        f["parity"] = plots.parity(fit, held)
-        if "frontier" in res.others:
-            f["frontier"] = plots.frontier(res.others["frontier"], fit, k)
-    else:
+    if fit is None:
         res.holdout_why = "the joint fit failed"
-    if data.seed is not None and len(np.unique(data.cell)) < len(data):
-        f["seed_spread"] = plots_design.seed_spread(data, curves, fit.problem.delta if fit else None)
-    if curves is not None and len(curves):
-        used = None
-        if d_unit == "events":
-            used = _used_points(cells, loss)
-        f["training_curves"] = plots_study.training_curves(curves, used, cells=cells)
-    if evals is not None and len(evals):
-        try:
-            prepared = prepare_evals(evals, cells)
-            res.metric_fits = fit_eval_metrics(prepared)
-            res.downstream = downstream_table(prepared)
-            f["downstream"] = plots_study.downstream(res.metric_fits, prepared)
-        except FitError as err:
-            res.failures.append(("downstream fits", str(err)))
-    if {"node_hours_planned", "wall_time_s"} <= set(cells.columns):
-        f["node_hours"] = plots_study.node_hours(cells)
-    return res
+        return
+    res.warnings += list(fit.warnings)
+    c_obs = data.C if data.C is not None else k * data.N * data.D
+    target = target_c or float(c_obs.max() * 10)
+    res.warnings += extrapolation_far(float(c_obs.max()), target, "C")
+    boot = _guard(res, "bootstrap", lambda: bootstrap(fit, n_boot, scheme=scheme)) if n_boot > 0 else None
+    if boot is not None:
+        res.settings["bootstrap"] = f"{boot.label}, {n_boot} resamples"
+    got = _guard(res, "intervals", lambda: interval_table(fit, boot, target, k))
+    if got is not None:
+        res.intervals, iw, profs = got
+        res.warnings += iw
+        f["profiles"] = _guard(res, "profiles figure", lambda: plots_study.profiles(profs))
+    try:
+        res.holdout = validation.hold_out_largest(data, "N", method)
+    except FitError as err:
+        res.holdout_why = str(err)
+    if cost is None:
+        cost = next_runs.study_cost(cells)
+    res.next_rungs = _guard(res, "next rungs", lambda: next_runs.next_rung_table(fit, cells, cost))
+    if res.next_rungs is not None and res.next_rungs.empty:
+        res.next_why = "the study's models are not on a known ladder, or the largest rung is the top"
+    res.design = _guard(res, "design criterion", lambda: next_runs.design_table(fit, cells, cost))
+    f["headline_loss"] = _guard(
+        res, "headline figure", lambda: plots_headline.headline_loss(fit, boot, res.holdout, res.next_rungs)
+    )
+    f["loss_vs_n"] = plots.loss_vs_n(fit, boot)
+    f["loss_vs_d"] = plots.loss_vs_d(fit, boot)
+    f["design_map"] = _guard(res, "design map", lambda: plots_design.design_map(fit, cells, d_unit, k))
+    sigma = isoflop.noise_sigma(data, fit.residuals())
+    res.isoflop = _guard(res, "IsoFLOP", lambda: isoflop.estimate_a(data, sigma, min(n_boot, 100), k))
+    if res.isoflop is not None:
+        from analysis.verdicts import best_interval
+
+        _, alo, ahi, _ = best_interval(res.intervals, "a")
+        res.isoflop_sentence, code = isoflop.compare(res.isoflop, _a(fit), alo, ahi)
+        if code:
+            res.warnings.append(FitWarning(code, res.isoflop_sentence))
+        if "not_bracketed" in res.isoflop.warnings:
+            n_out = int((~res.isoflop.budgets["bracketed"]).sum())
+            res.warnings.append(FitWarning("not_bracketed", f"{n_out} of {len(res.isoflop.budgets)} IsoFLOP "
+                                           "budgets have their minimum at the edge of the sampled sizes"))  # fmt: skip
+        f["isoflop_nopt"] = _guard(res, "IsoFLOP figure", lambda: plots_headline.isoflop_minima(res.isoflop, fit, k))
+    f["isoflop"] = plots.isoflop(fit, k)
+    f["allocation"] = plots.allocation_vs_compute(fit, boot, target, k)
+    f["residuals"] = plots.residuals(fit)
+    held = None
+    try:
+        pts, drift = validation.rollout(data, "N", method)
+        res.validation = pts
+        f["rollout"] = plots_study.rollout_errors(pts)
+        f["drift"] = plots_study.exponent_drift(drift, "N")
+        last = pts[pts["cutoff_k"] == pts["cutoff_k"].max()]
+        held = (last["L"].to_numpy(), last["pred"].to_numpy())
+    except FitError as err:
+        res.failures.append(("rollout along N", str(err)))
+    f["parity"] = plots.parity(fit, held)
+    if "frontier" in res.others:
+        f["frontier"] = plots.frontier(res.others["frontier"], fit, k)
+
+
+def _a(fit: FitResult) -> float:
+    from analysis.derived import quantity
+
+    return float(quantity(fit.law, fit.theta, "a"))
 
 
 def _used_points(cells: pd.DataFrame, loss: str) -> pd.DataFrame:
@@ -186,27 +314,6 @@ def _used_points(cells: pd.DataFrame, loss: str) -> pd.DataFrame:
         seen = pd.to_numeric(df["events_seen"], errors="coerce")
         d = seen.where(seen > 0, d)
     return pd.DataFrame({"cell_id": df["cell_id"], "n_events": d, "loss": df[col].astype(float)})
-
-
-# ----------------------------------------------------------------------------------------------------
-# Rendering
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, tuple):
-        return "(" + ", ".join("open" if not np.isfinite(x) else f"{x:.4g}" for x in v) + ")"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
-
-
-def _table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>"
-        for row in df.itertuples(index=False)
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def fit_card(fit: FitResult, data: FitData, bootstrap: str = "cluster bootstrap") -> pd.DataFrame:
@@ -239,76 +346,6 @@ def fit_card(fit: FitResult, data: FitData, bootstrap: str = "cluster bootstrap"
     return pd.DataFrame(rows, columns=["item", "value"])
 
 
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def render(res: Analysis, out_dir: Path, title: str) -> Path:
-    """Write ``index.html`` and ``<figure>.png``/``.svg`` into ``out_dir``; return the HTML path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    parts = [f"<h1>{html.escape(title)}</h1>"]
-    codes = sorted({w.code for w in res.warnings})
-    if res.fit is not None:
-        lines = report_text.headline(res.data, res.intervals, res.holdout, res.holdout_why, codes)
-        parts.append(
-            "<h2>Summary</h2>" + "".join(f"<p class='headline'>{html.escape(t)}</p>" for t in lines)
-        )
-        parts.append("<h2>Fitted exponents (95% intervals)</h2>"
-                     + _table(report_text.exponent_table(res.intervals)))  # fmt: skip
-    parts.append("<h2>Warnings</h2><ul>" + "".join(
-        f"<li><b>{html.escape(w.code)}</b>: {html.escape(w.detail)}</li>" for w in res.warnings
-    ) + "</ul>" if codes else "<h2>Warnings</h2><p>none</p>")  # fmt: skip
-    if res.fit is not None:
-        parts.append(
-            "<h2>Fit card</h2>"
-            + _table(fit_card(res.fit, res.data, res.settings.get("bootstrap", "no bootstrap")))
-        )
-        parts.append(
-            "<h2>Parameters and intervals (95%)</h2>"
-            + _table(res.intervals if res.intervals is not None else pd.DataFrame())
-        )
-    if res.others:
-        rows = [{"form": n, "params": json.dumps({k: float(f"{v:.4g}") for k, v in f.params.items()}),
-                 "n_points": f.n_points, "warnings": ", ".join(f.warning_codes)} for n, f in res.others.items()]  # fmt: skip
-        parts.append("<h2>Other forms</h2>" + _table(pd.DataFrame(rows)))
-    fails = pd.DataFrame(res.failures, columns=["what", "why"])
-    parts.append("<h2>Failed or excluded</h2>" + (_table(fails) if len(fails) else "<p>none</p>"))
-    if res.validation is not None:
-        agg = (
-            res.validation.groupby("cutoff_k")[["signed_rel_err", "distance_decades"]]
-            .agg(["mean", "max"])
-            .reset_index()
-        )
-        agg.columns = [" ".join(c).strip() for c in agg.columns]
-        parts.append("<h2>Rollout (hold out the largest sizes)</h2>" + _table(agg))
-    if res.holdout is not None:
-        cols = ["N", "D", "L", "pred", "pred_lo", "pred_hi", "signed_rel_err", "distance_decades"]
-        parts.append("<h2>Held-out largest size</h2>" + _table(res.holdout[cols]))
-    if res.metric_fits:
-        parts.append("<h2>Downstream fits</h2>" + _table(report_text.metric_fit_table(res.metric_fits)))
-    if res.downstream is not None:
-        parts.append("<h2>Downstream metrics (mean, seed sd)</h2>" + _table(res.downstream))
-    parts.append("<h2>Figures</h2>")
-    for name, fig in res.figures.items():
-        png = _png(fig)
-        (out_dir / f"{name}.png").write_bytes(png)
-        fig.savefig(out_dir / f"{name}.svg", format="svg", bbox_inches="tight")
-        b64 = base64.b64encode(png).decode("ascii")
-        parts.append(f'<figure><img alt="{name}" src="data:image/png;base64,{b64}"/>'
-                     f'<figcaption>{name} (<a href="{name}.svg">SVG</a>)</figcaption></figure>')  # fmt: skip
-    if res.fit is not None:
-        payload = {"chinchilla": res.fit.to_dict()} | {n: f.to_dict() for n, f in res.others.items()}
-        (out_dir / "fits.json").write_text(json.dumps(payload, indent=1, default=str))
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:13px}"
-             "td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}")  # fmt: skip
-    doc = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>"
-    index = out_dir / "index.html"
-    index.write_text(doc + "\n".join(parts) + "</body></html>", encoding="utf-8")
-    return index
-
-
 def build_report(
     cells: pd.DataFrame,
     out_dir: Path,
@@ -321,16 +358,34 @@ def build_report(
     return render(analyse(cells, curves, evals, **kwargs), Path(out_dir), title)
 
 
-def write_report(study_dir: Path, out: Path | None = None, **kwargs: Any) -> Path:
-    """Read the study's catalog and write ``<study>/report/index.html`` (or into ``out``)."""
+def write_report(
+    study_dir: Path,
+    out: Path | None = None,
+    extra_tables: dict[str, pd.DataFrame] | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Read the study's catalog and write ``<study>/report/index.html`` (or into ``out``).
+
+    ``extra_tables`` (title → DataFrame, e.g. downstream statistics) get a section of their own; ``kwargs``
+    go to :func:`analyse` (``cost=`` the planner's node-hours, ``paired=`` FM − adapter-only comparisons).
+    """
     study = Path(study_dir)
     if not study.is_dir():
         raise StoreError(f"{study}: no such study directory")
     from fm4npp.store import catalog
 
     cells = catalog.finished_cells(study)
-    curves = catalog.loss_curves(study)
-    evals = catalog.eval_metrics(study)
-    return build_report(
-        cells, out or study / "report", curves, evals, title=f"Scaling report: {study.name}", **kwargs
-    )
+    curves = evals = None
+    problems = []
+    try:
+        curves = catalog.loss_curves(study)
+    except Exception as err:  # noqa: BLE001 - a partial study's metrics may be unreadable; show the rest
+        problems.append(("loss curves", f"{type(err).__name__}: {err}"))
+    try:
+        evals = catalog.eval_metrics(study)
+    except Exception as err:  # noqa: BLE001
+        problems.append(("downstream metrics", f"{type(err).__name__}: {err}"))
+    res = analyse(cells, curves, evals, **kwargs)
+    res.failures += problems
+    res.extra_tables.update(extra_tables or {})
+    return render(res, Path(out or study / "report"), f"Scaling report: {study.name}")

@@ -85,6 +85,19 @@ def holdout_sentence(holdout: pd.DataFrame | None, why_not: str = "") -> str:
     return text
 
 
+def holdout_short(holdout: pd.DataFrame | None, why_not: str = "") -> str:
+    """One line for the first screen: the held-out-largest error and band coverage."""
+    if holdout is None or holdout.empty:
+        return f"Held-out-largest check not possible: {why_not or 'no held-out points'}."
+    err = 100 * holdout["signed_rel_err"].to_numpy()
+    inside = int(((holdout["L"] >= holdout["pred_lo"]) & (holdout["L"] <= holdout["pred_hi"])).sum())
+    return (
+        f"Held out the largest size (N = {holdout.attrs.get('held', np.nan):.3g}) and predicted it from the "
+        f"rest: mean signed error {err.mean():+.1f}% (range {err.min():+.1f}% to {err.max():+.1f}%), "
+        f"{inside} of {len(err)} losses inside the 95% prediction band."
+    )
+
+
 def warning_sentence(codes: list[str]) -> str:
     uniq = sorted(set(codes))
     return f"{len(uniq)} warning code(s): {', '.join(uniq)}." if uniq else "No warnings."

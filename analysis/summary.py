@@ -12,6 +12,7 @@ from analysis.fit import fit_law
 from analysis.inputs import FitData
 
 __all__ = ["ALL_FORMS", "format_summary", "summarise"]  # ALL_FORMS: analysis.choices, re-exported
+ISOFLOP_BOOT = 100  # seed-noise bootstrap draws of the IsoFLOP (Approach 2) cross-check of a = β/(α+β)
 
 
 def summarise(
@@ -24,7 +25,8 @@ def summarise(
 ) -> list[dict[str, Any]]:
     """Fit each form; intervals from the ``scheme`` bootstrap with ``n_boot`` > 0, else delta method.
 
-    Each dict: form, params, ci {name: [lo, hi]}, ci_method, n_points, warnings (codes), fit (full record).
+    Each dict: form, params, ci {name: [lo, hi]}, ci_method, n_points, warnings (codes), fit (full record);
+    chinchilla also ``isoflop``: the Approach-2 cross-check of a (``analysis.isoflop.summary``).
     """
     from analysis.uncertainty import bootstrap, delta_interval
 
@@ -42,6 +44,14 @@ def summarise(
             ci_method = "delta method 95%"
             for name in names:
                 ci[name] = [float(np.squeeze(v)) for v in delta_interval(fit, name)[1:]]
+        extra: dict[str, Any] = {}
+        if form == "chinchilla":
+            from analysis import isoflop
+            from analysis.derived import quantity
+
+            iso = isoflop.estimate_a(data, isoflop.noise_sigma(data, fit.residuals()), ISOFLOP_BOOT)
+            a = float(quantity(fit.law, fit.theta, "a"))
+            extra["isoflop"] = isoflop.summary(iso, a, *ci["a"])
         out.append({
             "form": form,
             "params": dict(fit.params),
@@ -50,6 +60,7 @@ def summarise(
             "n_points": fit.n_points,
             "warnings": fit.warning_codes,
             "fit": fit.to_dict(),
+            **extra,
         })  # fmt: skip
     return out
 
@@ -64,5 +75,7 @@ def format_summary(s: dict[str, Any]) -> str:
         lo, hi = s["ci"]["a"]
         a = s["params"]["beta"] / (s["params"]["alpha"] + s["params"]["beta"])
         lines.append(f"  {'a':>6} = {a:.4g}   [{lo:.4g}, {hi:.4g}]   (N_opt ∝ C^a)")
+    if "isoflop" in s:
+        lines.append(f"  {s['isoflop']['text']}")
     lines.append("  warnings: " + (", ".join(s["warnings"]) or "none"))
     return "\n".join(lines)

@@ -171,7 +171,11 @@ def profile_interval(
             prev, step = v, step * 1.6
         if closed:
             a, b = sorted((prev, v))
-            ends.append(float(brentq(lambda u: stat(u) - thresh, a, b, xtol=1e-6 * max(1.0, abs(v)))))
+            fa, fb = stat(a) - thresh, stat(b) - thresh
+            if fa * fb < 0:
+                ends.append(float(brentq(lambda u: stat(u) - thresh, a, b, xtol=1e-6 * max(1.0, abs(v)))))
+            else:  # the warm-started profile is not monotone here: keep the outer point (conservative)
+                ends.append(v)
         else:
             ends.append(float("nan"))
         opens.append(not closed)

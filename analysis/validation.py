@@ -69,7 +69,7 @@ def hold_out_largest(data: FitData, axis: str = "N", method: str = "vp") -> pd.D
 
     Per held-out point as in :func:`rollout`, plus ``pred_lo``/``pred_hi``, the 95% prediction band
     for a new run (delta method + seed variance). ``attrs``: ``warnings`` (codes of the reduced fit),
-    ``train_max`` and ``held`` (the held-out level).
+    ``train_max``, ``held`` (the held-out level) and ``params`` (the reduced fit).
     """
     from analysis.uncertainty import log_prediction_band
 
@@ -82,7 +82,8 @@ def hold_out_largest(data: FitData, axis: str = "N", method: str = "vp") -> pd.D
     df["pred_lo"], df["pred_hi"] = log_prediction_band(
         fit, {"N": df["N"].to_numpy(), "D": df["D"].to_numpy()}, prediction=True
     )
-    df.attrs.update(warnings=fit.warning_codes, train_max=float(levels[-2]), held=float(levels[-1]))
+    df.attrs.update(warnings=fit.warning_codes, train_max=float(levels[-2]), held=float(levels[-1]),
+                    params=dict(fit.params))  # fmt: skip
     return df
 
 
