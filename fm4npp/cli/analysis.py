@@ -65,7 +65,8 @@ def fit_laws(args: argparse.Namespace) -> int:
     )
     results = fit_points(args.input, settings) if study is None else fit_study(study, settings)
     if args.json:
-        slim = [{k: r[k] for k in ("form", "params", "ci", "n_points", "warnings")} for r in results]
+        keys = ("form", "params", "ci", "n_points", "warnings", "isoflop")
+        slim = [{k: r[k] for k in keys if k in r} for r in results]
         print(json.dumps(slim[0] if len(slim) == 1 else slim, indent=1))
     else:
         print("\n\n".join(format_summary(r) for r in results))

@@ -98,9 +98,13 @@ def run_quickstart(
         result.fit = fit_study(plan.study_dir, FitSettings(bootstrap=n_boot))[0]
         say("   " + format_summary(result.fit).replace("\n", "\n   "))
     with _stage(result, "report", say):
+        from analysis.browser import save_first_screen
         from analysis.report import write_report
 
         result.report = write_report(plan.study_dir, n_boot=n_boot)
+        shot = save_first_screen(result.report)  # None without Chromium
+        if shot is not None:
+            say(f"   first screen: {shot}")
     write_json(plan.study_dir / "quickstart_timings.json", result.timings_s)
     return result
 
