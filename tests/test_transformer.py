@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_model_counts import _counts
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -28,13 +29,6 @@ from fm4npp.model.ladder import (
 )
 from fm4npp.model.transformer import TransformerBlock
 from fm4npp.train import Interrupted, pretrain
-
-
-def _counts(model: FM4NPPModel) -> tuple[int, int, int]:
-    sd = model.state_dict()
-    layers = sum(v.numel() for k, v in sd.items() if k.startswith("layers."))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return layers, sum(v.numel() for v in sd.values()), trainable
 
 
 @pytest.mark.parametrize("name", ["tq1", "tq2", "tq3", "tq4", "t1", "t2"])
