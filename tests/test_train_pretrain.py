@@ -21,6 +21,8 @@ from fm4npp.data.generate import generate_dataset
 from fm4npp.data.gun import GunConfig
 from fm4npp.data.prepare import load_prepared, prepare_dataset
 from fm4npp.errors import DataError, TrainingError
+from fm4npp.store.record import CellState
+from fm4npp.store.rundir import RunDir
 from fm4npp.train import Interrupted, pretrain
 
 N_EVENTS, N_VAL, N_TEST = 40, 6, 4
@@ -181,9 +183,10 @@ def test_non_finite_loss_writes_a_failed_summary(
     run_dir = tmp_path / "cell0"
     with pytest.raises(TrainingError, match="non-finite loss at step 3"):
         pretrain(_cfg(data_dir), run_dir, device="cpu")
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads((run_dir / "pretrain.json").read_text())  # the trainer's record
     assert summary["status"] == "failed"
     assert "step 3" in summary["reason"]
+    assert RunDir(run_dir).phase() is CellState.FAILED  # failed before any job wrote summary.json
     with pytest.raises(TrainingError, match="failed"):  # not retried silently
         pretrain(_cfg(data_dir), run_dir, device="cpu")
 
@@ -268,7 +271,7 @@ def test_two_rank_ddp_matches_a_single_process(data_dir: Path, tmp_path: Path) -
     ]
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    summary = json.loads((ddp / "summary.json").read_text())
+    summary = json.loads((ddp / "pretrain.json").read_text())  # written by rank 0 only
     assert summary["world_size"] == 2
     a, b = _metrics(single), _metrics(ddp)
     assert b["step"].tolist() == a["step"].tolist() == [1, 2, 3, 4]
