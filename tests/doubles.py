@@ -2,9 +2,10 @@
 pretraining, for tests of the submission machinery.
 
 The stand-in behaves like ``fm4npp.train.pretrain.pretrain`` where the job machinery can see it: it
-writes immutable metrics parts and an atomic checkpoint, honours ``should_stop`` (checkpoint, then raise
-``fm4npp.errors.Interrupted``), resumes from its checkpoint without duplicating steps, and returns the
-trainer's result fields. It never imports torch, so a test job starts in a fraction of a second.
+writes an atomic checkpoint, then the immutable metrics part it names (a kill in between is repaired on
+resume), behind the run-directory claim's fencing check; refuses to restart when metrics exist without a
+checkpoint; honours ``should_stop`` (checkpoint, then raise ``fm4npp.errors.Interrupted``), resumes from
+its checkpoint without duplicating steps, and returns the trainer's result fields. It never imports torch, so a test job starts in a fraction of a second.
 
 submitit pickles the job with these functions by reference (module ``doubles``): conftest puts
 ``tests/`` on ``PYTHONPATH`` so that the job processes (local executor, SLURM) import it too.
@@ -12,6 +13,7 @@ submitit pickles the job with these functions by reference (module ``doubles``):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -21,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fm4npp.atomic import write_json
+from fm4npp.atomic import write_json, write_parquet
 from fm4npp.config import RunConfig
 from fm4npp.errors import Interrupted, TrainingError
 from fm4npp.store import claim
@@ -63,36 +65,60 @@ def standin_pretrain(
     should_stop: Callable[[], bool] | None = None,
     options: StandinOptions | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the stand-in training of one cell; rank 0 writes, other ranks only step."""
+    """Run (or resume) the stand-in training of one cell; rank 0 claims the run directory (as the real
+    trainer: re-entrant inside a job, ClaimError when a live trainer elsewhere owns it) and writes,
+    other ranks only step."""
     opts = options or StandinOptions()
     env = _job_environment()
     rank = env.global_rank if env is not None else 0
-    rd = RunDir(run_dir)
-    start_step, n_parts = 0, 0
+    with claim.claimed(Path(run_dir)) if rank == 0 else contextlib.nullcontext():
+        return _train(cfg, RunDir(Path(run_dir)), rank, should_stop, opts)
+
+
+def _train(
+    cfg: RunConfig,
+    rd: RunDir,
+    rank: int,
+    should_stop: Callable[[], bool] | None,
+    opts: StandinOptions,
+) -> dict[str, Any]:
+    start_step = 0
     if rd.last_checkpoint.is_file():
         state = json.loads(rd.last_checkpoint.read_text())
-        start_step, n_parts = int(state["step"]), int(state["n_parts"])
+        start_step = int(state["step"])
+        pending = state.get("pending_part")
+        if rank == 0 and pending and not (rd.metrics / pending).exists():  # killed after the ckpt
+            claim.check(rd.path)
+            write_parquet(rd.metrics / pending, state["pending_rows"])
+    elif any(rd.metrics.glob("part-*.parquet")):  # as the real trainer: never log steps twice
+        raise TrainingError(
+            f"cell {cfg.cell_id}: {rd.metrics} holds logged steps but {rd.last_checkpoint} is missing; "
+            f"restarting at step 0 would log those steps twice. Restore the checkpoint, or delete "
+            f"{rd.metrics} and {rd.checkpoints} to train the cell afresh"
+        )
     if rank == 0:
         rd.ensure()
-        # A kill between a part's rename and the checkpoint's leaves an orphan part: drop it so
-        # that no step is logged twice after the resume.
-        for part in sorted(rd.metrics.glob("part-*.parquet"))[n_parts:]:
-            part.unlink()
     t0 = time.monotonic()
     rows: dict[str, list[Any]] = {k: [] for k in METRIC_COLUMNS}
     events_per_step = cfg.train.batch_events
 
     def flush(step: int) -> None:
-        nonlocal n_parts
+        """As the real trainer: the checkpoint first (naming its metrics part and carrying its rows),
+        then the part, each behind the claim's fencing check."""
         if rank != 0:
             return
+        part = rd.next_metrics_part() if rows["step"] else None
         claim.check(rd.path)  # fencing, as the real trainer (fm4npp.store.claim)
-        if rows["step"]:
-            rd.append_metrics(rows)
-            n_parts += 1
-            for col in rows.values():
-                col.clear()
-        write_json(rd.last_checkpoint, {"step": step, "n_parts": n_parts, "kind": "standin"})
+        write_json(
+            rd.last_checkpoint,
+            {"step": step, "kind": "standin", "pending_part": part.name if part else "",
+             "pending_rows": rows if part else {}},
+        )  # fmt: skip
+        if part is not None:
+            claim.check(rd.path)
+            write_parquet(part, {c: rows[c] for c in METRIC_COLUMNS})
+        for col in rows.values():
+            col.clear()
 
     step = start_step
     while step < opts.steps:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from doubles import standin_cell
 from test_train_pretrain import _cfg, _Killed, _metrics, data_dir  # noqa: F401  (a fixture)
 
 from fm4npp.errors import SubmitError, TrainingError
@@ -28,6 +29,7 @@ from fm4npp.train import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 PY = [sys.executable, "-c"]
+CLI_WITH_STANDIN = [sys.executable, str(REPO / "tests" / "cli_with_standin.py")]  # + options JSON, argv
 
 
 def _env() -> dict[str, str]:
@@ -165,7 +167,7 @@ def test_missing_checkpoint_with_metrics_is_an_error_not_a_restart(
 
 # -- submit on the local executor ------------------------------------------------------------------
 
-SLOW = "standin?steps=30&step_s=0.1&checkpoint_every=5"
+SLOW = {"steps": 30, "step_s": 0.1, "checkpoint_every": 5}
 
 
 def _sweep(tmp_path: Path, models: list[str]) -> Path:
@@ -185,10 +187,10 @@ def _wait_for(pred, timeout_s: float = 90.0) -> None:  # type: ignore[no-untyped
 
 def test_two_concurrent_submits_train_each_cell_once(tmp_path: Path) -> None:
     sweep = _sweep(tmp_path, ["q1", "q2"])
-    env = {**_env(), "FM4NPP_CELL_FN": "standin?steps=20&step_s=0.05&checkpoint_every=5"}
-    cmd = [sys.executable, "-m", "fm4npp", "submit", str(sweep), "--max-parallel", "2"]
+    options = json.dumps({"steps": 20, "step_s": 0.05, "checkpoint_every": 5})
+    cmd = [*CLI_WITH_STANDIN, options, "submit", str(sweep), "--max-parallel", "2"]
     procs = [
-        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in "ab"
+        subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in "ab"
     ]
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -202,7 +204,7 @@ def test_two_concurrent_submits_train_each_cell_once(tmp_path: Path) -> None:
 
 def test_killed_controller_leaves_an_owner_and_retry_starts_no_second_trainer(tmp_path: Path) -> None:
     plan = plan_file(_sweep(tmp_path, ["q1"]))
-    report = submit_plan(plan, cell_fn=SLOW, wait=False)
+    report = submit_plan(plan, cell_fns=standin_cell(**SLOW), wait=False)
     cell_id, job = next(iter(report.submitted.items()))
     rd = catalog.run_dir(plan.study_dir, cell_id)
     _wait_for(lambda: claim.read_owner(rd.path) is not None and any(rd.metrics.glob("part-*")))
@@ -211,7 +213,7 @@ def test_killed_controller_leaves_an_owner_and_retry_starts_no_second_trainer(tm
     st = study_status(plan.study_dir)[0]
     assert st.state == "running", st
     assert "owned by" in st.reason
-    retry = submit_plan(plan, cell_fn=SLOW, wait=False, retry_failed=True)
+    retry = submit_plan(plan, cell_fns=standin_cell(**SLOW), wait=False, retry_failed=True)
     assert not retry.submitted
     assert retry.skipped_active == (cell_id,)
     _wait_for(
@@ -239,10 +241,10 @@ def test_catalog_held_by_a_reader_launches_nothing(tmp_path: Path) -> None:
     try:
         assert reader.stdout is not None
         assert reader.stdout.readline().strip() == "held"
-        env = {**_env(), "FM4NPP_CELL_FN": "standin?steps=4&step_s=0.01"}
+        options = json.dumps({"steps": 4, "step_s": 0.01})
         out = subprocess.run(
-            [sys.executable, "-m", "fm4npp", "submit", str(sweep)],
-            env=env, check=False, capture_output=True, text=True, timeout=120,
+            [*CLI_WITH_STANDIN, options, "submit", str(sweep)],
+            env=_env(), check=False, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     finally:
         reader.kill()
@@ -258,17 +260,19 @@ def test_catalog_held_by_a_reader_launches_nothing(tmp_path: Path) -> None:
 
 def test_lost_catalog_does_not_resubmit_finished_cells(tmp_path: Path) -> None:
     plan = plan_file(_sweep(tmp_path, ["q1", "q2"]))
-    fast = "standin?steps=4&step_s=0.01&checkpoint_every=2"
-    first = submit_plan(plan, cell_fn=fast, wait=True)
+    fast = standin_cell(steps=4, step_s=0.01, checkpoint_every=2)
+    first = submit_plan(plan, cell_fns=fast, wait=True)
     assert [s.state for s in first.final] == ["done", "done"]
     catalog.catalog_path(plan.study_dir).unlink()
     assert [s.state for s in study_status(plan.study_dir)] == ["done", "done"]
-    again = submit_plan(plan, cell_fn=fast, wait=True)
+    again = submit_plan(plan, cell_fns=fast, wait=True)
     assert not again.submitted
     assert len(again.skipped_done) == 2
     for cell in plan.cells:
         rd = catalog.run_dir(plan.study_dir, cell.cell_id)
-        assert rd.read_summary()["status"] == "done"  # type: ignore[index]
+        record = rd.read_record()
+        assert record is not None
+        assert record.status == "done"
         assert not list(rd.logs.glob("summary-failed-*"))
 
 
@@ -277,5 +281,5 @@ def test_refused_submission_of_a_new_study_leaves_no_catalog(tmp_path: Path) -> 
     """Recording before launching must not leave a catalog when nothing could be launched."""
     plan = plan_file(_sweep(tmp_path, ["q1"]), "perlmutter")
     with pytest.raises(SubmitError, match="slurm profile"):
-        submit_plan(plan, cell_fn="standin", wait=False)
+        submit_plan(plan, cell_fns=standin_cell(), wait=False)
     assert not catalog.catalog_path(plan.study_dir).exists()

@@ -14,6 +14,7 @@ from analysis.inputs import from_cells, load_points
 from fm4npp.cli.main import main
 from fm4npp.errors import FitError
 from fm4npp.store import catalog
+from fm4npp.store.record import RunRecord
 from fm4npp.store.rundir import RunDir
 from fm4npp.sweep.status import study_status
 
@@ -49,17 +50,19 @@ def _study(results_dir: Path, study: str = "t") -> Path:
                 "wall_time_s": [1.0, 2.0, 3.0, 4.0],
             }
         )
-        rd.write_summary(
-            {
-                "cell_id": row.cell_id,
-                "status": "done",
-                "evaluated": True,
-                "final_val_loss": loss,
-                "smoothed_val_loss": loss,
-                "wall_time_s": 4.0,
-                "hits_seen": 32,
-                "flops": 1e9,
-            }
+        rd.write_record(
+            RunRecord.from_json(
+                {
+                    "cell_id": row.cell_id,
+                    "status": "done",
+                    "evaluated": True,
+                    "final_val_loss": loss,
+                    "smoothed_val_loss": loss,
+                    "wall_time_s": 4.0,
+                    "hits_seen": 32,
+                    "flops": 1e9,
+                }
+            )
         )
     return study_dir
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from doubles import standin_cell
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,7 @@ from fm4npp.sweep.spec import SweepSpec, load_sweep
 
 _STUDY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
-FAST = "standin?steps=2&step_s=0.01&checkpoint_every=1"
+FAST = {"steps": 2, "step_s": 0.01, "checkpoint_every": 1}
 
 
 def _sweep(tmp_path: Path, extra: str = "", body: str | None = None) -> Path:
@@ -131,7 +132,8 @@ def test_bad_set_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
 def test_submit_enforces_the_budget_like_plan(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FM4NPP_CELL_FN", FAST)
+    # should the budget check let it through, the stand-in runs, never the real trainer
+    monkeypatch.setattr("fm4npp.sweep.submit.REAL_CELL", standin_cell(**FAST))
     p = _sweep(tmp_path, "budget: {max_node_hours: 1.0e-9}\n")
     err = _refused(tmp_path, capsys, ["submit", str(p), "--no-wait"], code=3)
     assert "--allow-over-budget" in err

@@ -90,3 +90,58 @@ def test_interrupted_outside_submitit_propagates(
     assert RunDir(tmp_path / "c").last_checkpoint.is_file()
     assert RunDir(tmp_path / "c").read_record() is None
     assert RunDir(tmp_path / "c").phase() is CellState.PLANNED
+
+
+def _steps(run_dir: Path) -> list[int]:
+    import pyarrow.parquet as pq
+
+    return [s for p in sorted(RunDir(run_dir).metrics.glob("part-*.parquet"))
+            for s in pq.read_table(p).column("step").to_pylist()]  # fmt: skip
+
+
+def test_standin_writes_like_the_trainer(tmp_path: Path) -> None:
+    """The stand-in keeps the trainer's write rules that the safety tests rely on: checkpoint before
+    its metrics part (a kill in between is repaired on resume), no restart over logged steps without a
+    checkpoint, a claim of the run directory, and fencing before every write."""
+    import json
+    import os
+    import socket
+
+    from fm4npp.errors import TrainingError
+    from fm4npp.store import claim
+
+    pretrain = standin_cell(steps=4, step_s=0, checkpoint_every=2).pretrain
+    run = tmp_path / "c"
+    pretrain(cfg(), run)
+    assert _steps(run) == [1, 2, 3, 4]
+    assert not claim.lock_path(run).exists()  # claimed while training, released after
+    last = max(RunDir(run).metrics.glob("part-*.parquet"))
+    last.unlink()  # killed after the step-4 checkpoint, before its part
+    pretrain(cfg(), run)
+    assert _steps(run) == [1, 2, 3, 4]  # the part is restored from the checkpoint, nothing twice
+    RunDir(run).last_checkpoint.unlink()
+    with pytest.raises(TrainingError, match=r"last\.pt is missing"):
+        pretrain(cfg(), run)
+    assert _steps(run) == [1, 2, 3, 4]
+
+    owner = {"token": "foreign", "job_id": "9999", "host": socket.gethostname(), "pid": os.getpid(),
+             "started": time.time(), "heartbeat": time.time()}  # fmt: skip
+    fresh = tmp_path / "d"
+    fresh.mkdir()
+    claim.lock_path(fresh).write_text(json.dumps(owner))
+    with pytest.raises(claim.ClaimError, match="owned by job 9999"):
+        pretrain(cfg(), fresh)
+    assert not list(fresh.rglob("*.parquet"))
+
+    taken = tmp_path / "e"
+    polls = iter(range(100))
+
+    def taken_over_at_step_3() -> bool:
+        if next(polls) == 3:
+            claim.lock_path(taken).write_text(json.dumps(owner))
+        return False
+
+    with pytest.raises(claim.ClaimLost):
+        pretrain(cfg(), taken, should_stop=taken_over_at_step_3)
+    assert _steps(taken) == [1, 2]  # the step-4 checkpoint and part were never written
+    assert json.loads(RunDir(taken).last_checkpoint.read_text())["step"] == 2

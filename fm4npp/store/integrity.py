@@ -1,7 +1,8 @@
 """Is a run directory's output readable? One bad file must exclude its run, never sink a study.
 
-:func:`read_summary_checked` parses ``summary.json`` and checks its shape (a JSON object whose numeric
-fields are numbers); :func:`metrics_part_problem` checks that a metrics part is a readable Parquet file
+:func:`read_summary_checked` parses ``summary.json`` and validates it against the run-record schema
+(:meth:`~fm4npp.store.record.RunRecord.from_json`, the rule by which ``RunDir.phase`` says ``corrupt``);
+:func:`metrics_part_problem` checks that a metrics part is a readable Parquet file
 with :data:`~fm4npp.store.rundir.METRIC_COLUMNS`. :func:`run_problem` gives the first problem of a run
 directory as ``"<file>: <why>"``; ``status`` shows such a run as ``corrupt``, ``fit-laws`` and ``report``
 exclude it with that reason.
@@ -9,45 +10,22 @@ exclude it with that reason.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from fm4npp.store.rundir import METRIC_COLUMNS, RunDir
-
-#: Summary fields that must be numbers (or null) when present.
-NUMERIC_SUMMARY_FIELDS = (
-    "final_val_loss",
-    "smoothed_val_loss",
-    "wall_time_s",
-    "hits_seen",
-    "events_seen",
-    "flops",
-    "step",
-    "attempt",
-)
+from fm4npp.errors import StoreError
+from fm4npp.store.rundir import METRIC_COLUMNS, RunDir, read_record_file
 
 
 def read_summary_checked(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """(summary, None) when readable, (None, reason) when not; (None, None) when there is none."""
-    if not path.is_file():
-        return None, None
+    """(summary, None) when readable, (None, reason) when not; (None, None) when there is none.
+    Readable means valid against the run-record schema (:meth:`RunRecord.from_json`, through
+    :func:`~fm4npp.store.rundir.read_record_file`): the rule :meth:`RunDir.phase` applies too."""
     try:
-        doc = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, f"{path}: unreadable summary ({str(err).splitlines()[0] if str(err) else err!r})"
-    if not isinstance(doc, dict):
-        return None, f"{path}: summary is a JSON {type(doc).__name__}, not an object"
-    for key in NUMERIC_SUMMARY_FIELDS:
-        value = doc.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None, f"{path}: summary field '{key}' is {value!r}, not a number"
-    status = doc.get("status")
-    if status is not None and not isinstance(status, str):
-        return None, f"{path}: summary field 'status' is {status!r}, not a string"
-    return doc, None
+        record = read_record_file(path)
+    except StoreError as err:
+        return None, str(err)
+    return (None, None) if record is None else (record.to_json(), None)
 
 
 def metrics_part_problem(path: Path) -> str | None:
@@ -71,7 +49,8 @@ def metrics_parts(rd: RunDir) -> list[Path]:
 
 
 def run_problem(rd: RunDir) -> str | None:
-    """The first unreadable file of a run directory (summary, then metrics parts), or None."""
+    """The first unreadable file of a run directory (the record, by the schema ``RunDir.phase``
+    applies, then metrics parts), or None."""
     _, why = read_summary_checked(rd.summary_file)
     if why:
         return why

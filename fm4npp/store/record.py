@@ -59,6 +59,8 @@ _TYPED: dict[str, tuple[tuple[type, ...], str]] = {
     "eval": ((dict,), "an object"),
     "schema_version": ((int,), "an integer"),
 }
+# The trainer's numeric results (kept in ``training``): numbers or null, never strings.
+_NUMERIC_TRAINING = ("final_val_loss", "smoothed_val_loss", "hits_seen", "events_seen", "flops", "step")
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,12 @@ class RunRecord:
                     raise StoreError(f"{path}: key '{key}' must be {what}, got {value!r}")
                 if key in names:
                     kwargs[key] = value
-            else:
-                training[key] = value
+                    continue
+            elif key in _NUMERIC_TRAINING and value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
+                raise StoreError(f"{path}: key '{key}' must be a number, got {value!r}")
+            training[key] = value
         wall = kwargs.get("wall_time_s")
         if wall is not None and not math.isfinite(float(wall)):
             raise StoreError(f"{path}: key 'wall_time_s' must be finite, got {wall!r}")

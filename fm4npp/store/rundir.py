@@ -140,8 +140,7 @@ class RunDir:
 
     def read_record(self) -> RunRecord | None:
         """The final record, None before the run ended; StoreError when it is corrupt."""
-        doc = _read_json(self.summary_file)
-        return None if doc is None else RunRecord.from_json(doc, str(self.summary_file))
+        return read_record_file(self.summary_file)
 
     def phase(self) -> CellState:
         """What the artefacts alone say: DONE / FAILED by the final record (FAILED also when the trainer
@@ -175,13 +174,23 @@ class RunDir:
             self.pretrain_file.rename(self.logs / f"pretrain-failed-{stamp}.json")
 
 
+def read_record_file(path: Path) -> RunRecord | None:
+    """A ``summary.json`` as a validated :class:`RunRecord` (the schema: :meth:`RunRecord.from_json`);
+    None when there is none, StoreError naming the file when it is unreadable or against the schema."""
+    doc = _read_json(path)
+    return None if doc is None else RunRecord.from_json(doc, str(path))
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise StoreError(f"{path}: corrupt JSON ({err})") from None
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise StoreError(f"{path}: unreadable ({err.strerror or err})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise StoreError(f"{path}: corrupt JSON ({msg})") from None
     if not isinstance(doc, dict):
         raise StoreError(f"{path}: expected a JSON object, got {type(doc).__name__}")
     return doc

@@ -107,14 +107,10 @@ def _derive(
     def make(state: CellState, reason: str, elapsed: float | None) -> CellStatus:
         return CellStatus(cell_id, state, reason, attempts, elapsed, _last_loss(rd), log_path, job_id)
 
-    problem = run_problem(rd)  # an unreadable summary or metrics part: corrupt, naming the file
-    if phase is CellState.CORRUPT and problem is None:
-        try:
-            rd.read_record()
-        except StoreError as err:
-            problem = str(err)
-    if problem is not None:
-        return make(CellState.CORRUPT, problem, None)
+    # corrupt: the record is unreadable (phase CORRUPT) or a metrics part is; the reason names the file
+    problem = run_problem(rd)
+    if phase is CellState.CORRUPT or problem is not None:
+        return make(CellState.CORRUPT, problem or "summary.json unreadable", None)
     if phase in _FINAL:
         record = rd.read_record()
         if record is None:  # the trainer's own failure record (``fm4npp-sweep train``)
