@@ -88,7 +88,8 @@ def _write_csv(fh: TextIO, rows: list[dict[str, object]]) -> None:
 def _print_table(plan: Plan, diff: PlanDiff | None) -> None:
     from fm4npp.cli.render import console, hours, si, table
 
-    cols = ["cell", "model", "N", "events", "tokens", "C [FLOP]", "GPUs", "wall", "node-h", "fits QOS"]
+    cols = ["cell", "model", "N", "events", "tokens", "LR", "batch [hits]", "C [FLOP]", "GPUs", "wall", "node-h",
+            "fits QOS"]  # fmt: skip
     rows = [
         [
             c.cell_id,
@@ -96,6 +97,8 @@ def _print_table(plan: Plan, diff: PlanDiff | None) -> None:
             si(c.cost.n_params),
             si(c.cost.events_seen),
             si(c.cost.n_hits),
+            f"{c.run.train.lr:.3g}",
+            si(c.run.train.batch_events * c.run.data.hits_per_event),
             f"{c.cost.flops:.3g}",
             str(c.cost.gpus),
             hours(c.cost.wall_time_h),
@@ -111,6 +114,8 @@ def _print_table(plan: Plan, diff: PlanDiff | None) -> None:
         "",
         "",
         "",
+        "",
+        "",
         f"{plan.total_flops:.3g}",
         "",
         "",
@@ -120,6 +125,9 @@ def _print_table(plan: Plan, diff: PlanDiff | None) -> None:
     con = console()
     title = f"{plan.spec.study}: {plan.cluster.name}/{plan.qos} ({plan.cells[0].cost.cost_source})"
     con.print(table(title, cols, rows, footer))
+    recipes = sorted({c.recipe for c in plan.cells if c.recipe not in ("none", "file")})
+    if recipes:
+        con.print(f"LR, warm-up and batch from the run recipe: {'; '.join(recipes)} (train: keys win)")
     if plan.over_budget:
         con.print(f"[yellow]over budget: {plan.total_node_hours:.4g} > {budget:g} node-hours[/]")
     for c in plan.dropped:

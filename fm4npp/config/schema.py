@@ -61,6 +61,9 @@ class TrainConfig:
     log_every_steps: int = 10
     threads: int = 0  # torch intra-op threads on CPU; 0 = leave torch's default
     allow_slow_fallback: bool = False  # a CUDA run without mamba_ssm kernels is an error unless set
+    # run recipe per rung (fm4npp.model.recipe): "ladder" fills lr, lr_min, warmup_fraction and the
+    # batch from the rung's recipe at plan time, except the keys the sweep file sets; "none" = off
+    recipe: Literal["none", "ladder"] = "none"
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:

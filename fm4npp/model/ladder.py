@@ -105,7 +105,9 @@ RUNGS: dict[str, Rung] = {
         _talk_transformer("t9", 2048, 20, 16),
         # Tiny CPU rungs for the quickstart study.
         _tiny("q1", 16, 2),
+        _tiny("q1b", 24, 2),  # between q1 and q2: ≥ 4 sizes over a decade of N on CPU (issue 12)
         _tiny("q2", 32, 2),
+        _tiny("q2b", 48, 2),
         _tiny("q3", 64, 2),
         _tiny("q4", 128, 2),
     )
