@@ -56,12 +56,7 @@ _SWEEP = "sweeps/lr-sweep-cpu.yaml (RESULTS §10)"
 RECIPES: dict[str, Recipe] = {
     **{f"m{i}": _PAPER for i in range(1, 7)},
     **{f"t{i}": _PAPER for i in range(1, 10)},
-    # CPU rungs: best of the per-rung LR sweep (×2 grid) at batch ≈ 1 event, k = 8, one epoch.
-    "q0": Recipe(lr=1.6e-2, batch_hits=830, source=_SWEEP),
-    "q1": Recipe(lr=1.6e-2, batch_hits=830, source=_SWEEP),
-    "q2": Recipe(lr=8e-3, batch_hits=830, source=_SWEEP),
-    "q3": Recipe(lr=4e-3, batch_hits=830, source=_SWEEP),
-    "q4": Recipe(lr=2e-3, batch_hits=830, source=_SWEEP),
+    # CPU rungs (q*): no table entry, lr_for_n(N) below, fitted to the per-rung LR sweep.
 }
 
 # lr_for_n: LR = LR_REF · (N / N_REF)^(−LR_EXPONENT), through the CPU sweep's optima.
@@ -73,12 +68,15 @@ def lr_for_n(n: int) -> float:
     return LR_REF * (n / N_REF) ** (-LR_EXPONENT)
 
 
+CPU_BATCH_HITS = 1660  # ≈ 2 fast-sim events: ≥ 150 optimiser steps at the quickstart's smallest D
+
+
 def recipe_for(model: str) -> Recipe:
     """The recipe of rung ``model``: its table entry, else :func:`lr_for_n` with a CPU-sized batch."""
     if model in RECIPES:
         return RECIPES[model]
     rung = get_rung(model)
-    return Recipe(lr=lr_for_n(n_params(rung)), batch_hits=830, source="lr_for_n(N)")
+    return Recipe(lr=lr_for_n(n_params(rung)), batch_hits=CPU_BATCH_HITS, source=f"lr_for_n(N), {_SWEEP}")
 
 
 def resolve_train(
@@ -95,10 +93,6 @@ def resolve_train(
     lr = float(v.get("lr", train.lr))
     if "lr_min" not in explicit:
         v["lr_min"] = lr * r.lr_min_ratio
-    elif train.lr_min > lr:
-        raise ConfigError(
-            f"train.lr_min = {train.lr_min:g} is above the recipe LR {lr:g} of {model}; set train.lr too"
-        )
     if "warmup_fraction" not in explicit:
         v["warmup_fraction"] = r.warmup_fraction
     micro = train.micro_batch_events
@@ -109,7 +103,7 @@ def resolve_train(
         v["batch_events"] = batch
     if "micro_batch_events" not in explicit:
         v["micro_batch_events"] = math.gcd(int(v.get("batch_events", train.batch_events)), micro)
-    return replace(train, **v)
+    return replace(train, **v)  # TrainConfig re-validates (e.g. an explicit lr_min above the recipe LR)
 
 
 def check_table() -> None:
