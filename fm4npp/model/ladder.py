@@ -211,6 +211,7 @@ DATASETS.update(
     }
 )
 DATASETS.update({"qd1": 400, "qd2": 800, "qd3": 1600, "qd4": 3200})  # CPU quickstart tiers (×2)
+DATASETS.update({"qd200": 200, "qd630": 630, "qd2000": 2000})  # CPU quickstart: a decade, half-decade steps
 DATASETS.update({"td1": 48, "td2": 96, "td3": 192})  # test tiers: the quickstart chain in CI
 
 
