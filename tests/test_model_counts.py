@@ -29,7 +29,9 @@ def _counts(model: FM4NPPModel) -> tuple[int, int, int]:
 MAMBA1 = Rung("m1-mamba1-d64", "mamba1", 64, 3, d_state=16)
 
 
-@pytest.mark.parametrize("rung", [*(get_rung(n) for n in ("q1", "q2", "q3", "q4", "m1", "m2")), MAMBA1])
+@pytest.mark.parametrize(
+    "rung", [*(get_rung(n) for n in ("q1", "q1b", "q2", "q2b", "q3", "q4", "m1", "m2")), MAMBA1]
+)
 def test_counts_match_ladder(rung: Rung) -> None:
     assert _counts(FM4NPPModel(rung)) == (n_params(rung), n_params_total(rung), n_params_trainable(rung))
 

@@ -26,6 +26,7 @@ def test_quickstart_chain_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         "quickstart",
         "--bootstrap", "50",
         "--set", f"results_dir={results}",
+        "--set", "models=[q1, q2, q3]",
         "--set", "datasets=[td1, td2, td3]",
         "--set", "seeds=[0]",
         "--set", "data.val_events=40",

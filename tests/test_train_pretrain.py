@@ -197,9 +197,10 @@ def test_non_finite_loss_writes_a_failed_summary(
     calls = {"n": 0}
     real = pretrain_module.masked_error_sum
 
-    def poisoned(pred: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def poisoned(pred: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, wrap: bool) -> torch.Tensor:
         calls["n"] += 1  # 2 micro-batches per step: the 5th call is in step 3
-        return real(pred, targets, mask) * (float("nan") if calls["n"] == 5 else 1.0)
+        assert wrap  # fixed mode: the φ error is wrapped (fm4npp.train.objective)
+        return real(pred, targets, mask, wrap) * (float("nan") if calls["n"] == 5 else 1.0)
 
     monkeypatch.setattr(pretrain_module, "masked_error_sum", poisoned)
     run_dir = tmp_path / "cell0"

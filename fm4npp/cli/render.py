@@ -86,7 +86,8 @@ def table(
 
 
 def plan_table(plan: Plan) -> Table:
-    cols = ["cell", "model", "N", "events", "tokens", "C [FLOP]", "GPUs", "wall", "node-h", "fits QOS"]
+    cols = ["cell", "model", "N", "events", "tokens", "LR", "batch [hits]", "C [FLOP]", "GPUs", "wall",
+            "node-h", "fits QOS"]  # fmt: skip
     rows = [
         [
             c.cell_id,
@@ -94,6 +95,8 @@ def plan_table(plan: Plan) -> Table:
             si(c.cost.n_params),
             si(c.cost.events_seen),
             si(c.cost.n_hits),
+            f"{c.run.train.lr:.3g}",
+            si(c.run.train.batch_events * c.run.data.hits_per_event),
             f"{c.cost.flops:.3g}",
             str(c.cost.gpus),
             hours(c.cost.wall_time_h),
@@ -106,6 +109,8 @@ def plan_table(plan: Plan) -> Table:
     footer = [
         "total",
         f"{len(rows)} cells",
+        "",
+        "",
         "",
         "",
         "",
@@ -129,6 +134,9 @@ def print_plan(plan: Plan, diff: PlanDiff | None) -> None:
                   f"({rate:g} events/s per GPU), below their GPU rate")  # fmt: skip
     elif rate > 0:
         con.print(f"GPU-bound: every cell's GPU rate is below the loader rate ({rate:g} events/s per GPU)")
+    recipes = sorted({c.recipe for c in plan.cells if c.recipe not in ("none", "file")})
+    if recipes:
+        con.print(f"LR, warm-up and batch from the run recipe: {'; '.join(recipes)} (train: keys win)")
     if plan.spec.train.schedule == "wsd":
         con.print(plan.wsd_saving())
     budget = plan.spec.budget.max_node_hours

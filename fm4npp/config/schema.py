@@ -122,6 +122,9 @@ class TrainConfig:
     cooldown_fraction: float = 0.2  # wsd: decay over this fraction of each branch's steps
     decay_shape: Literal["1-sqrt", "linear"] = "1-sqrt"  # wsd cooldown shape (Hägele et al. 2024)
     wsd_tiers: tuple[int, ...] = ()  # wsd: the trunk's nested tier sizes (events); set by the planner
+    # run recipe per rung (fm4npp.model.recipe): "ladder" fills lr, lr_min, warmup_fraction and the
+    # batch from the rung's recipe at plan time, except the keys the sweep file sets; "none" = off
+    recipe: Literal["none", "ladder"] = "none"
 
     def __post_init__(self) -> None:
         _check_finite(

@@ -112,7 +112,9 @@ RUNGS: dict[str, Rung] = {
         _talk_transformer("t9", 2048, 20, 16),
         # Tiny CPU rungs for the quickstart study.
         _tiny("q1", 16, 2),
+        _tiny("q1b", 24, 2),  # between q1 and q2: ≥ 4 sizes over a decade of N on CPU (issue 12)
         _tiny("q2", 32, 2),
+        _tiny("q2b", 48, 2),
         _tiny("q3", 64, 2),
         _tiny("q4", 128, 2),
         _tiny_transformer("tq1", 14, 2),
@@ -223,6 +225,7 @@ DATASETS.update(
     }
 )
 DATASETS.update({"qd1": 400, "qd2": 800, "qd3": 1600, "qd4": 3200})  # CPU quickstart tiers (×2)
+DATASETS.update({"qd200": 200, "qd630": 630, "qd2000": 2000})  # CPU quickstart: a decade, half-decade steps
 DATASETS.update({"td1": 48, "td2": 96, "td3": 192})  # test tiers: the quickstart chain in CI
 
 

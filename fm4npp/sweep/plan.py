@@ -7,15 +7,17 @@ prints it and records it in the catalog (``fm4npp.store.catalog.record_plan``).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fm4npp.config import RunConfig, to_dict
+from fm4npp.config import RunConfig, TrainConfig, to_dict
 from fm4npp.data.nested import branch_points, wsd_warmup_steps
 from fm4npp.errors import BudgetError
 from fm4npp.model.ladder import get_dataset, get_rung, n_params_total
+from fm4npp.model.recipe import recipe_for, resolve_train
 from fm4npp.store.catalog import PlanDiff, record_cells
 from fm4npp.sweep.clusters import ClusterProfile, load_cluster
 from fm4npp.sweep.cost import CellCost, cell_cost, wsd_billed_events, wsd_branch_cost
@@ -31,6 +33,7 @@ class PlannedCell:
     arch: str
     n_params_total: int
     cost: CellCost
+    recipe: str = "none"  # where the cell's LR and batch come from: "none", "file" or the recipe source
 
     @property
     def model(self) -> str:
@@ -66,6 +69,10 @@ class PlannedCell:
             "n_slots": c.n_slots,
             "cost_source": c.cost_source,
             "bound": c.bound,
+            "lr": self.run.train.lr,
+            "batch_events": self.run.train.batch_events,
+            "batch_hits": self.run.train.batch_events * self.run.data.hits_per_event,
+            "recipe": self.recipe,
         }
 
 
@@ -131,22 +138,22 @@ def make_plan(spec: SweepSpec, cluster: ClusterProfile | None = None, qos: str |
     qname, qcfg = cluster.get_qos(qos or spec.qos)
     data_dir = spec.data.path or str(spec.study_dir / "data")
     largest = max(spec.datasets, key=get_dataset)
-    train, billed_events = spec.train, {}
-    if train.schedule == "wsd":  # one trunk per (model, seed), a cooldown branch per tier
-        train = replace(train, wsd_tiers=tuple(sorted({get_dataset(d) for d in spec.datasets})))
-        points = branch_points(
-            train.wsd_tiers, train.epochs, train.batch_events, train.cooldown_fraction
-        )
-        wsd_warmup_steps(points, train.warmup_fraction)  # ConfigError when a cooldown would cut warm-up
-        billed_events = wsd_billed_events(
-            train.wsd_tiers, train.epochs, train.batch_events, train.cooldown_fraction
-        )
+    tiers = tuple(sorted({get_dataset(d) for d in spec.datasets}))
     cells = []
     for model in spec.models:
         rung = get_rung(model)
+        train = resolve_train(spec.train, model, spec.data.hits_per_event, spec.train_set)
+        billed_events: dict[int, int] = {}
+        if train.schedule == "wsd":  # one trunk per (model, seed), a cooldown branch per tier
+            train = replace(train, wsd_tiers=tiers)
+            f = train.cooldown_fraction
+            points = branch_points(tiers, train.epochs, train.batch_events, f)
+            wsd_warmup_steps(points, train.warmup_fraction)  # ConfigError when a cooldown cuts warm-up
+            billed_events = wsd_billed_events(tiers, train.epochs, train.batch_events, f)
+        recipe = _recipe_label(spec, model)
         for dataset in spec.datasets:
             n_events = get_dataset(dataset)
-            for seed in spec.seeds:
+            for seed, mult in itertools.product(spec.seeds, spec.lr_multipliers):
                 evaluate = spec.eval.enabled and (
                     spec.eval.scope == "all" or (dataset == largest and seed == spec.seeds[0])
                 )
@@ -159,7 +166,7 @@ def make_plan(spec: SweepSpec, cluster: ClusterProfile | None = None, qos: str |
                     seed=seed,
                     data_dir=data_dir,
                     data=spec.data,
-                    train=train,
+                    train=_scaled_lr(train, mult),
                     eval=replace(spec.eval, enabled=evaluate),
                 )
                 run = replace(run, cell_id=cell_id_for(run))
@@ -170,8 +177,25 @@ def make_plan(spec: SweepSpec, cluster: ClusterProfile | None = None, qos: str |
                     cost = wsd_branch_cost(
                         cost, cell_cost(rung, billed, spec.data.hits_per_event, gpus, cluster, qcfg)
                     )
-                cells.append(PlannedCell(run.cell_id, run, rung.arch, n_params_total(rung), cost))
+                cells.append(
+                    PlannedCell(run.cell_id, run, rung.arch, n_params_total(rung), cost, recipe)
+                )
     return Plan(spec=spec, cluster=cluster, qos=qname, cells=tuple(cells))
+
+
+def _scaled_lr(train: TrainConfig, mult: float) -> TrainConfig:
+    """One point of the LR axis: peak and floor LR × ``mult`` (1 = the cell's own)."""
+    return train if mult == 1 else replace(train, lr=train.lr * mult, lr_min=train.lr_min * mult)
+
+
+def _recipe_label(spec: SweepSpec, model: str) -> str:
+    """Where a rung's LR and batch come from: "none" (recipe off), "file" (the file sets both) or
+    the source of the rung's recipe (fm4npp.model.recipe)."""
+    if spec.train.recipe == "none":
+        return "none"
+    if {"lr", "batch_events"} <= set(spec.train_set):
+        return "file"
+    return recipe_for(model).source
 
 
 def fit_budget(plan: Plan) -> Plan:

@@ -13,14 +13,18 @@ data: {...}                     # fm4npp.config.DataConfig
 train: {...}                    # fm4npp.config.TrainConfig
 eval: {...}                     # fm4npp.config.EvalConfig
 ```
-Precedence: dataclass defaults, then the file, then ``--set key.path=value``.
+Precedence: dataclass defaults, then the file, then ``--set key.path=value``. With
+``train.recipe: ladder`` the rung's run recipe (``fm4npp.model.recipe``) fills the train keys the
+file does not set (recorded in ``SweepSpec.train_set`` by :func:`load_sweep`).
+``lr_multipliers: [0.5, 1, 2]`` adds an LR axis (each cell's resolved peak and floor LR × m): an LR
+sweep as a study (``sweeps/lr-sweep-cpu.yaml``).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fm4npp.config import DataConfig, EvalConfig, TrainConfig, apply_overrides, load_dataclass, read_yaml
@@ -60,6 +64,8 @@ class SweepSpec:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    lr_multipliers: tuple[float, ...] = (1.0,)  # LR axis: cell LR × m (an LR sweep as a study)
+    train_set: tuple[str, ...] = ()  # computed by load_sweep: train keys the file sets (not a file key)
 
     def __post_init__(self) -> None:
         if not _STUDY_RE.fullmatch(self.study):
@@ -79,6 +85,10 @@ class SweepSpec:
         for name, g in self.gpus.items():
             if not 0 < g <= MAX_GPUS:
                 raise ConfigError(f"gpus.{name}: must be in [1, {MAX_GPUS}], got {g}")
+        if not self.lr_multipliers or any(m <= 0 for m in self.lr_multipliers):
+            raise ConfigError(f"lr_multipliers: must list numbers > 0, got {list(self.lr_multipliers)}")
+        if len(set(self.lr_multipliers)) != len(self.lr_multipliers):
+            raise ConfigError(f"lr_multipliers: duplicate entries in {list(self.lr_multipliers)}")
 
     @property
     def study_dir(self) -> Path:
@@ -91,7 +101,11 @@ def load_sweep(path: Path, overrides: list[str] | None = None) -> SweepSpec:
     data = read_yaml(path)
     if overrides:
         data = apply_overrides(data, overrides, src)
-    spec = load_dataclass(SweepSpec, data, src)
+    if "train_set" in data:
+        raise ConfigError(f"{src}: train_set is computed from the train: block, not a sweep-file key")
+    train = data.get("train")
+    explicit = tuple(sorted(train)) if isinstance(train, dict) else ()
+    spec = replace(load_dataclass(SweepSpec, data, src), train_set=explicit)
     for i, m in enumerate(spec.models):
         get_rung(m, f"{src}: models[{i}]")
     for i, d in enumerate(spec.datasets):

@@ -40,7 +40,7 @@ from fm4npp.store import claim
 from fm4npp.store.rundir import METRIC_COLUMNS, RunDir, provenance
 from fm4npp.train import distributed as dist
 from fm4npp.train.checkpoint import TrainState, load_checkpoint, save_checkpoint, save_weights
-from fm4npp.train.objective import masked_error_sum, validation_loss
+from fm4npp.train.objective import masked_error_sum, validation_loss, wrap_phi_for
 from fm4npp.train.optim import Schedule, build_optimizer
 from fm4npp.train.progress import Progress
 
@@ -207,6 +207,7 @@ def _pretrain(
         dist.barrier(env)
 
     flops_per_hit = ladder.flops_per_token(rung, cfg.data.hits_per_event)
+    wrap_phi = wrap_phi_for(tc.mode)  # one φ rule for the training and the validation loss
     model.train()
     while state.step < total_steps:
         if segment is not None and segment.stop_at is not None and state.step >= segment.stop_at:
@@ -254,7 +255,7 @@ def _pretrain(
             with nullcontext() if sync else net.no_sync():  # type: ignore[operator]
                 with autocast():
                     pred = net(batch.feats)
-                err = masked_error_sum(pred, batch.targets, batch.target_mask)
+                err = masked_error_sum(pred, batch.targets, batch.target_mask, wrap_phi)
                 (err * (env.world_size / max(n_targets, 1.0))).backward()
             err_sum += err.detach().double()
         loss = float(dist.all_reduce_sum(err_sum, env)) / max(n_targets, 1.0)
@@ -281,7 +282,9 @@ def _pretrain(
         val_loss = float("nan")
         if state.step % tc.val_every_steps == 0 or (final and state.step == total_steps):
             model.eval()
-            val_loss = validation_loss(model, val_set, tc.micro_batch_events, env, autocast)
+            val_loss = validation_loss(
+                model, val_set, tc.micro_batch_events, env, autocast, wrap_phi
+            )
             model.train()
             state.val_losses.append(val_loss)
             if val_loss < state.best_val_loss:
