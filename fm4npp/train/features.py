@@ -176,13 +176,16 @@ def _particle_table(event: Event) -> dict[str, np.ndarray]:
 
 
 def backbone_feature_fn(model: torch.nn.Module) -> FeatureFn:
-    """Residual-branch outputs z_1…z_S of a frozen backbone, stacked: (B, L, 4) → (B, L, S, D)."""
+    """Frozen backbone features, stacked (B, L, 4) → (B, L, S, D) with S = 1 + n_layers: the fixed
+    input embedding x_0 followed by the residual-branch outputs z_1…z_n (SPEC §8). x_0 is what the
+    random-embedding baseline sees, so the FM head's input is a superset of the baseline's."""
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return torch.stack(model.block_outputs(x), dim=2)  # type: ignore[operator]
+        x0 = model.embedding(x)  # type: ignore[operator]
+        return torch.stack([x0, *model.block_outputs(x)], dim=2)  # type: ignore[operator]
 
     return fn
 
