@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 LABEL_SEED_OFFSET = 0x1AB  # labelled subsets use their own stream of the study's split seed
 HEADLINE = {"tracking": ("ari", "efficiency", "purity"), "pid": ("accuracy", "precision", "recall"),
-            "noise": ("accuracy", "precision", "recall")}  # fmt: skip
+            "noise": ("accuracy", "precision", "recall"), "probe": ("ari", "efficiency")}  # fmt: skip
 Rows = dict[str, list[Any]]
 
 
@@ -203,6 +203,21 @@ def run_adapter_tables(cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[
     return out
 
 
+def add_probe(tables: Tables, cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[int, np.ndarray],
+              cell_id: str, variant: str) -> None:  # fmt: skip
+    """Edge-probe metrics (task ``probe``, seed 0) per labelled-set size, when ``cfg.eval.probe``."""
+    from fm4npp.eval.probe import run_probe
+
+    if not cfg.eval.probe:
+        return
+    for n, ids in sorted(subsets.items()):
+        train = sets["pool"] if len(ids) == len(sets["pool"]) else sets["pool"].select(ids)
+        metrics = run_probe(train, sets["val"], sets["test"], min_hits=cfg.eval.min_hits)
+        _add(tables.metrics, cell_id, variant, "probe", metrics, 0, n)
+        log.info("%s %s probe n=%d: ari=%.4f efficiency=%.4f (%.1f s)", cell_id, variant, n, metrics["ari"],
+                 metrics["efficiency"], metrics["probe_time_s"])  # fmt: skip
+
+
 def run_adapters(cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[int, np.ndarray], cell_id: str,
                  variant: str, device: torch.device, head_width: int | None = None) -> Rows:  # fmt: skip
     """Metric rows of :func:`run_adapter_tables`."""
@@ -269,6 +284,7 @@ def evaluate_cell(cfg: RunConfig, run_dir: Path, *, overwrite: bool = True) -> d
     data = load_labelled(cfg)
     sets = feature_sets(data, backbone_feature_fn(model.to(device)), device)
     tables = run_adapter_tables(cfg, sets, data.subsets, cfg.cell_id, "fm", device)
+    add_probe(tables, cfg, sets, data.subsets, cfg.cell_id, "fm")
     tables.write(rd, "downstream")
     rows = tables.metrics
     return {
@@ -325,17 +341,17 @@ def evaluate_baselines(study_dir: Path, cfg_template: RunConfig, models: list[st
         for name in models:
             model = build_backbone(cfg, name, cfg.seed).to(device)  # random init, frozen, same size
             sets = feature_sets(data, backbone_feature_fn(model), device)
-            tables = run_adapter_tables(
-                cfg, sets, data.subsets, baseline_cell_id("adapter_only", name), "adapter_only", device
-            )
+            cell = baseline_cell_id("adapter_only", name)
+            tables = run_adapter_tables(cfg, sets, data.subsets, cell, "adapter_only", device)
+            add_probe(tables, cfg, sets, data.subsets, cell, "adapter_only")
             tables.write(rd, f"adapter_only-{name}")
     if "random_embedding" in cfg.eval.baselines and models:
         d = max(ladder.get_rung(m).d_model for m in models)  # the widest size's embedding (FM4NPP: m6's)
         emb = NerfEmbedding(d, seed=cfg.seed).to(device)
         sets = feature_sets(data, embedding_feature_fn(emb), device)
-        tables = run_adapter_tables(
-            cfg, sets, data.subsets, baseline_cell_id("random_embedding"), "random_embedding", device
-        )
+        cell = baseline_cell_id("random_embedding")
+        tables = run_adapter_tables(cfg, sets, data.subsets, cell, "random_embedding", device)
+        add_probe(tables, cfg, sets, data.subsets, cell, "random_embedding")
         tables.write(rd, "random_embedding")
 
 
