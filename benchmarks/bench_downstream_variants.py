@@ -93,11 +93,12 @@ def main() -> None:
             ckpt = root / "runs" / f"cell{m}" / "checkpoints"
             load_weights(ckpt / "best.pt" if (ckpt / "best.pt").is_file() else ckpt / "last.pt", model)
             run("fm", f"fm-{m}", backbone_feature_fn(model))
-        if "adapter_only" in args.variants:
-            run("adapter_only", f"baseline-adapter_only-{m}", backbone_feature_fn(build_backbone(cfg, m, 0)))
     if "random_embedding" in args.variants:
         d = max(ladder.get_rung(m).d_model for m in args.models)
         run("random_embedding", "baseline-random_embedding", embedding_feature_fn(NerfEmbedding(d, seed=0)))
+    for m in args.models:
+        if "adapter_only" in args.variants:
+            run("adapter_only", f"baseline-adapter_only-{m}", backbone_feature_fn(build_backbone(cfg, m, 0)))
     if "hough" in args.variants:
         t0 = time.perf_counter()
         metrics.append(pd.DataFrame(hough_rows(data.test[0], ev.min_hits)))
