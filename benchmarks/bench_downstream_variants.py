@@ -13,6 +13,7 @@ e.g. from ``fm4npp-sweep data generate`` + ``train``; the run config is rebuilt 
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="write the tables here (default <study>/bench_variants)")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     root = Path(args.study)
     out = Path(args.out or root / "bench_variants")
@@ -83,6 +85,8 @@ def main() -> None:
         metrics.append(pd.DataFrame(tables.metrics))
         events.append(pd.DataFrame(tables.events))
         pd.DataFrame(tables.curves).to_parquet(out / f"curves-{cell}.parquet")
+        pd.DataFrame(tables.metrics).to_parquet(out / f"metrics-{cell}.parquet")
+        pd.DataFrame(tables.events).to_parquet(out / f"events-{cell}.parquet")
         walls.append({"variant": variant, "cell_id": cell, "features_s": t_feat, "adapters_s": t_fit,
                       "probe_s": t_probe})  # fmt: skip
         print(f"{cell}: features {t_feat:.1f} s, adapters {t_fit:.1f} s, probe {t_probe:.1f} s", flush=True)
