@@ -43,9 +43,9 @@ EDGE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 class ProbeSettings:
     k: int = 8  # spatial neighbours per hit
     hidden: int = 64
-    steps: int = 300  # full-batch Adam steps
+    steps: int = 200  # full-batch Adam steps
     lr: float = 3e-3
-    max_edges: int = 200_000  # training edges (random subset above this)
+    max_edges: int = 50_000  # training edges (random subset above this)
     min_component: int = 3  # smaller components are unassigned
     seed: int = 0
 
