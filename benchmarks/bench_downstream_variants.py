@@ -27,6 +27,7 @@ from fm4npp.config.schema import DataConfig, EvalConfig, RunConfig, TrainConfig
 from fm4npp.model import ladder
 from fm4npp.model.embedding import NerfEmbedding
 from fm4npp.train.downstream import (
+    EVENT_COLUMNS,
     add_probe,
     build_backbone,
     feature_sets,
@@ -106,9 +107,11 @@ def main() -> None:
     if "hough" in args.variants:
         t0 = time.perf_counter()
         metrics.append(pd.DataFrame(hough_rows(data.test[0], ev.min_hits)))
+        metrics[-1].to_parquet(out / "metrics-baseline-hough.parquet")
         walls.append({"variant": "hough", "cell_id": "baseline-hough", "features_s": 0.0,
                       "adapters_s": time.perf_counter() - t0, "probe_s": 0.0})  # fmt: skip
-    mdf, edf = pd.concat(metrics), pd.concat(events)
+    mdf = pd.concat(metrics)
+    edf = pd.concat(events) if events else pd.DataFrame(columns=list(EVENT_COLUMNS))
     mdf.to_parquet(out / "metrics.parquet")
     edf.to_parquet(out / "events.parquet")
     pd.DataFrame(walls).to_csv(out / "walls.csv", index=False)
