@@ -1,9 +1,9 @@
 """Oracle tests of the downstream adapters (issue 11): features that encode the truth, on fast-sim
 PYTHIA events with their real noise fraction (≈ 50 % of hits), must give (near) perfect scores with
 the project's own training, decoding and metrics. If they do not, the adapters or the metrics — not
-the backbone — limit every downstream number. Measured on the loaded 2-core machine (issue 11): the
-fixed-mode decoder without threshold (before issue 11) scored ARI 0.86–0.89, track purity 0.83–0.85
-with the same trained head where the validation-chosen threshold gives 0.93–0.95 and 0.96–0.99.
+the backbone — limit every downstream number. Measured (issue 11, fixed mode, these settings): the
+decoder without threshold (before issue 11) scores ARI 0.925, efficiency 0.922, track purity 0.883
+with the same trained head where the validation-chosen threshold (0.005) gives 0.999, 0.978, 1.000.
 
 Oracle features per hit: a fixed random unit vector of its particle (zero for noise), the one-hot PID
 class and a noise flag. Before issue 11 the fixed-mode decoder gave every noise hit to a track
@@ -27,6 +27,7 @@ from fm4npp.train.adapter_fit import FitSettings, fit_adapter, predict, task_met
 from fm4npp.train.features import EventSet
 
 N_TRAIN, N_VAL, N_TEST = 48, 8, 12
+N_DEALS = 4
 N_CODES = 32
 MAX_IDS = 24  # events with more particles (≈ 1 in 5) are left out: the head has 32 queries
 
@@ -79,24 +80,25 @@ def oracle_set(events: list[Event], seed: int = 0) -> EventSet:
 @pytest.fixture(scope="module")
 def oracle() -> dict[str, EventSet]:
     events = [e for e in simulate_events(96, seed=11) if len(np.unique(e.hits["track_id"])) <= MAX_IDS]
-    data = oracle_set(events[: N_TRAIN + N_VAL + N_TEST])
-    ids = data.event_ids
+    train = events[:N_TRAIN]
+    # the training events N_DEALS times, each with its codes dealt anew (cheap augmentation)
+    dealt = [replace(e, event_id=e.event_id + 10_000 * k) for k in range(N_DEALS) for e in train]
     return {
-        "train": data.select(ids[:N_TRAIN]),
-        "val": data.select(ids[N_TRAIN : N_TRAIN + N_VAL]),
-        "test": data.select(ids[N_TRAIN + N_VAL :]),
+        "train": oracle_set(dealt, seed=0),
+        "val": oracle_set(events[N_TRAIN : N_TRAIN + N_VAL], seed=1),
+        "test": oracle_set(events[N_TRAIN + N_VAL : N_TRAIN + N_VAL + N_TEST], seed=2),
     }
 
 
 def test_oracle_events_have_real_noise(oracle: dict[str, EventSet]) -> None:
-    noise = np.concatenate([oracle[k].noise for k in oracle])
+    noise = np.concatenate([oracle[k].noise for k in ("val", "test")])
     assert 0.3 < noise.mean() < 0.7  # fast-sim noise fraction (SPEC §2.4: ≈ 50 %)
 
 
 @pytest.mark.parametrize("mode", ["fixed", "compat"])
 def test_track_head_reaches_ideal_on_oracle_features(oracle: dict[str, EventSet], mode: str) -> None:
-    s = FitSettings(task="tracking", epochs=40, batch_events=4, lr=2e-3, seed=0, n_queries=24,
-                    head_width=64, mode=mode, patience_epochs=6, min_epochs_abs=10)  # fmt: skip
+    s = FitSettings(task="tracking", epochs=12, batch_events=4, lr=3e-3, seed=0, n_queries=32,
+                    head_width=64, mode=mode, patience_epochs=3, min_epochs_abs=6)  # fmt: skip
     model, fit = fit_adapter(oracle["train"], oracle["val"], s)
     test = oracle["test"]
     preds = predict("tracking", model, test, 4, threshold=fit.threshold)
