@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--test-events", type=int, default=200, help="of the study's test split")
     ap.add_argument("--variants", nargs="+", default=["fm", "random_embedding", "adapter_only", "hough"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-probe", action="store_true", help="skip the edge probe")
     ap.add_argument("--out", default=None, help="write the tables here (default <study>/bench_variants)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -65,7 +66,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     ev = EvalConfig(tasks=tuple(args.tasks), labelled_events=tuple(args.labelled), seeds=tuple(args.seeds),
                     epochs=args.epochs, patience=args.patience, min_epochs=args.min_epochs, lr=args.lr,
-                    n_queries=args.n_queries, head_width=args.head_width, batch_events=args.batch_events)  # fmt: skip
+                    n_queries=args.n_queries, head_width=args.head_width, batch_events=args.batch_events,
+                    probe=not args.no_probe)  # fmt: skip
     cfg = RunConfig(study="bench", cell_id="bench", model=args.models[-1], dataset="qd3", n_events=1600, seed=0,
                     data_dir=str(root / "data"), data=DataConfig(val_events=200, test_events=200),
                     train=TrainConfig(k_neighbours=8, threads=args.threads), eval=ev)  # fmt: skip
