@@ -54,7 +54,7 @@ def test_evaluate_cell_writes_every_task(study: tuple[Path, RunConfig]) -> None:
     assert tuple(df.columns) == EVAL_COLUMNS
     assert set(df["variant"]) == {"fm"}
     assert set(df["cell_id"]) == {"cellq1"}
-    assert set(df["task"]) == {"tracking", "pid", "noise"}
+    assert set(df["task"]) == {"tracking", "pid", "noise", "probe"}  # eval.probe is on by default
     assert set(df["seed"]) == {0, 1}
     assert set(df["n_labelled"]) == {8, 16}
     # one fit per task × size × seed, each with its headline metrics
@@ -67,9 +67,19 @@ def test_evaluate_cell_writes_every_task(study: tuple[Path, RunConfig]) -> None:
     ari = df[(df["task"] == "tracking") & (df["metric"] == "ari")]["value"]
     assert np.isfinite(ari).all()
     assert (ari <= 1).all()
-    # selection on validation: the chosen epoch is one that ran
+    # selection on validation: the chosen epoch is one that ran; steps recorded; threshold in [0, 1)
     best = df[df["metric"] == "best_epoch"]["value"]
     assert ((best >= 1) & (best <= cfg.eval.epochs)).all()
+    assert (df[df["metric"] == "steps"]["value"] > 0).all()
+    thr = df[(df["task"] == "tracking") & (df["metric"] == "threshold")]["value"]
+    assert len(thr) == 4
+    assert ((thr >= 0) & (thr < 1)).all()
+    # per-event scores (for bootstraps) and training curves beside the metrics
+    events = pd.read_parquet(run_dir / "eval" / "events" / "downstream.parquet")
+    assert set(events["task"]) == {"tracking", "pid", "noise"}
+    assert events["event_id"].nunique() == N_TEST
+    curves = pd.read_parquet(run_dir / "eval" / "curves" / "downstream.parquet")
+    assert len(curves) == int(df[df["metric"] == "epochs_run"]["value"].sum())
     assert summary["eval_rows"] == len(df)
     assert 0 <= summary["pid.accuracy"] <= 1
     # the test split has gun events: the point heads saw every valid test hit
@@ -111,7 +121,7 @@ def test_evaluate_baselines(study: tuple[Path, RunConfig]) -> None:
     ao = pd.read_parquet(out / "adapter_only-q1.parquet")
     assert set(ao["variant"]) == {"adapter_only"}
     assert set(ao["cell_id"]) == {"baseline-adapter_only-q1"}
-    assert set(ao["task"]) == {"tracking", "noise"}
+    assert set(ao["task"]) == {"tracking", "noise", "probe"}
     re = pd.read_parquet(out / "random_embedding.parquet")
     assert set(re["variant"]) == {"random_embedding"}
 

@@ -224,3 +224,22 @@ def test_pooled_ari_uses_event_unique_labels() -> None:
     t1, y1 = _ev((1, 5, 6), (2, 6, 6))
     m = evaluate_tracking([TrackingEvent(t1, y1), TrackingEvent(t1, y1[::-1].copy())])
     assert m["ari_pooled"] == pytest.approx(1.0)
+
+
+def test_event_counts_pool_to_the_headline_metrics() -> None:
+    """Σ n_found / Σ n_particles, Σ n_matched / Σ n_tracks and the mean per-event ARI over events
+    reproduce evaluate_tracking (what the event bootstraps of analysis/downstream_stats.py resample)."""
+    from fm4npp.eval.metrics_tracking import event_counts
+
+    rng = np.random.default_rng(3)
+    events = []
+    for _ in range(6):
+        truth = rng.integers(0, 6, 120)
+        pred = np.where(rng.random(120) < 0.8, truth, rng.integers(-1, 8, 120))
+        events.append(TrackingEvent(truth=truth, pred=pred))
+    cfg = MatchConfig(min_track_hits=5, min_particle_hits=5)
+    rows = [event_counts(e.truth, e.pred, cfg) for e in events]
+    ref = evaluate_tracking(events, cfg)
+    assert np.isclose(sum(r["n_found"] for r in rows) / sum(r["n_particles"] for r in rows), ref["efficiency"])
+    assert np.isclose(sum(r["n_matched"] for r in rows) / sum(r["n_tracks"] for r in rows), ref["purity"])
+    assert np.isclose(np.mean([r["ari"] for r in rows]), ref["ari"])

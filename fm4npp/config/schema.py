@@ -186,16 +186,22 @@ class EvalConfig:
     tasks: tuple[Literal["tracking", "pid", "noise"], ...] = ("tracking", "pid", "noise")
     labelled_events: tuple[int, ...] = (1000,)  # data-efficiency ladder of labelled events
     seeds: tuple[int, ...] = (0,)  # adapter seeds
-    epochs: int = 10
+    epochs: int = 10  # maximum epochs; training stops early (patience) on the validation loss
     batch_events: int = 16
     lr: float = 1e-3
     n_queries: int = 150  # MaskFormer queries (SPEC §8)
     head_width: int = 256  # adapter width (SPEC §8); 64 keeps CPU quickstarts fast
     min_hits: int = 5  # particles/tracks counted by the tracking metrics (SPEC §9)
+    # random_embedding = FM4NPP's adapter-only baseline (SPEC §8, the headline comparison);
+    # adapter_only = the same adapters on a randomly initialised frozen backbone of each size
     baselines: tuple[Literal["adapter_only", "random_embedding", "hough"], ...] = (
+        "random_embedding",
         "adapter_only",
         "hough",
     )
+    patience: int = 5  # early stop after this many epochs without a better validation loss
+    min_epochs: int = 0  # ... but never before this many epochs (SPEC §8: 60 tracking, 20 point heads)
+    probe: bool = True  # also run the fast edge probe (fm4npp.eval.probe) on every evaluated backbone
 
     def __post_init__(self) -> None:
         if any(n <= 0 for n in self.labelled_events) or not self.labelled_events:
@@ -213,6 +219,11 @@ class EvalConfig:
         for name in ("epochs", "batch_events", "n_queries", "head_width", "min_hits"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"eval.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.epochs <= 0 or self.patience <= 0 or self.min_epochs < 0:
+            raise ConfigError(
+                f"eval.epochs and eval.patience must be > 0 and eval.min_epochs ≥ 0, got "
+                f"{self.epochs}, {self.patience}, {self.min_epochs}"
+            )
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,25 @@ def ari_event(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
+def event_counts(truth: np.ndarray, pred: np.ndarray, config: MatchConfig = MatchConfig()) -> dict[str, float]:
+    """Per-event scores whose event-pooled ratios are the headline metrics (for event bootstraps):
+    ``ari`` (ARI_all), ``ari_signal``, ``n_particles`` (selected: ≥ min_particle_hits), ``n_found``
+    (selected with a matched track), ``n_tracks`` (candidates), ``n_matched`` (matched candidates).
+    efficiency = Σ n_found / Σ n_particles and purity = Σ n_matched / Σ n_tracks over the same events
+    reproduce :func:`evaluate_tracking` exactly (a test checks it)."""
+    m = match_event(truth, pred, config)
+    sel = m.particle_n_hits >= config.min_particle_hits
+    a = ari_event(truth, pred)
+    return {
+        "ari": a["all"],
+        "ari_signal": a["signal"],
+        "n_particles": float(sel.sum()),
+        "n_found": float((sel & m.particle_matched).sum()),
+        "n_tracks": float(len(m.track_id)),
+        "n_matched": float(m.track_matched.sum()),
+    }
+
+
 def _particle_column(event: TrackingEvent, ids: np.ndarray, name: str, fill: float) -> np.ndarray:
     """Look up a particle-table column for ``ids``; ``fill`` where the table or the id is missing."""
     out = np.full(len(ids), fill, dtype=np.float64)

@@ -195,20 +195,43 @@ class PointClassifier(nn.Module):
 
 
 @torch.no_grad()
-def decode_tracks(
-    class_logits_BQ2: torch.Tensor, mask_logits_BQL: torch.Tensor, valid_BL: torch.Tensor
-) -> torch.Tensor:
-    """Track id per hit (B, L) int64, −1 = unassigned or padding (SPEC §8 inference).
+def track_scores(
+    class_logits_BQ2: torch.Tensor, mask_logits_BQL: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best score and best query per hit, each (B, L) (SPEC §8 inference).
 
-    score[n, i] = mask_prob[n, i] × max class prob of query n, −1 for queries whose argmax is
-    no-object; each hit goes to argmax_n score, and stays unassigned if that score is ≤ 0.
+    score[n, i] = mask_prob[n, i] × max class prob of query n, and −1 for queries whose argmax is
+    no-object; a hit's best score is the maximum over queries (−1 when every query says no-object).
     """
     probs = torch.softmax(class_logits_BQ2.float(), dim=-1)
     top_p, top_cls = probs.max(dim=-1)
     score = torch.sigmoid(mask_logits_BQL.float()) * top_p[..., None]
     score = score.masked_fill((top_cls == NO_OBJECT)[..., None], -1.0)
-    best, arg = score.max(dim=1)
-    return torch.where((best > 0) & valid_BL, arg, torch.full_like(arg, -1))
+    return score.max(dim=1)
+
+
+@torch.no_grad()
+def decode_tracks(
+    class_logits_BQ2: torch.Tensor,
+    mask_logits_BQL: torch.Tensor,
+    valid_BL: torch.Tensor,
+    threshold: float = 0.0,
+) -> torch.Tensor:
+    """Track id per hit (B, L) int64, −1 = unassigned or padding.
+
+    Decoding (SPEC §8): each hit goes to the query of its best score (:func:`track_scores`) and stays
+    unassigned when that score is ≤ ``threshold``.
+
+    - ``threshold = 0`` is FM4NPP's rule (compat mode): a hit is unassigned only when every query
+      predicts no-object. It works there because noise is one ground-truth instance, so noise hits
+      get a query of their own.
+    - Fixed mode has no noise instance: noise hits are negatives of every mask, so their best score
+      is low but still > 0 (sigmoid × p > 0 always). The threshold, chosen on the validation split
+      (:func:`fm4npp.train.adapter_fit.choose_threshold`), is what leaves them unassigned; with 0 every
+      noise hit joins a track and ARI is capped near 0.5 even with perfect features.
+    """
+    best, arg = track_scores(class_logits_BQ2, mask_logits_BQL)
+    return torch.where((best > threshold) & valid_BL, arg, torch.full_like(arg, -1))
 
 
 def n_trainable(module: nn.Module) -> int:
@@ -241,4 +264,5 @@ __all__ = [
     "adapter_for",
     "decode_tracks",
     "n_trainable",
+    "track_scores",
 ]

@@ -25,8 +25,14 @@ from torch import nn
 
 from fm4npp.data.schema import PID_CLASSES
 from fm4npp.eval.metrics_classify import noise_metrics, pid_metrics
-from fm4npp.eval.metrics_tracking import MatchConfig, TrackingEvent, evaluate_tracking
-from fm4npp.model.adapters import adapter_for, decode_tracks, n_trainable
+from fm4npp.eval.metrics_tracking import (
+    MatchConfig,
+    TrackingEvent,
+    adjusted_rand_score,
+    evaluate_tracking,
+    event_counts,
+)
+from fm4npp.model.adapters import adapter_for, decode_tracks, n_trainable, track_scores
 from fm4npp.train.features import EventSet, FeatureBatch
 from fm4npp.train.matching import track_loss
 
@@ -52,6 +58,8 @@ class FitSettings:
     warmup_fraction: float = 0.1  # SPEC §8: 20 of 200 epochs
     patience_fraction: float = 0.075  # SPEC §8: 15 of 200 epochs
     min_epochs_fraction: float = 0.3  # SPEC §8: 60 of 200 epochs
+    patience_epochs: int | None = None  # absolute patience; overrides patience_fraction
+    min_epochs_abs: int | None = None  # absolute minimum epochs; overrides min_epochs_fraction
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -59,16 +67,22 @@ class FitSettings:
 
     @property
     def patience(self) -> int:
+        if self.patience_epochs is not None:
+            return max(1, self.patience_epochs)
         return max(2, math.ceil(self.patience_fraction * self.epochs))
 
     @property
     def min_epochs(self) -> int:
+        if self.min_epochs_abs is not None:
+            return self.min_epochs_abs
         return math.ceil(self.min_epochs_fraction * self.epochs)
 
 
 @dataclass(frozen=True)
 class FitLog:
-    """What a fit did: best epoch (1-based), its validation loss, epochs run, wall time, size."""
+    """What a fit did: best epoch (1-based), its validation loss, epochs run, optimiser steps run and
+    up to the best epoch, wall time, size, the decoding threshold chosen on validation (tracking;
+    0 otherwise) and the training curve: one (epoch, step, train_loss, val_loss, lr) per epoch."""
 
     best_epoch: int
     best_val_loss: float
@@ -76,6 +90,10 @@ class FitLog:
     train_time_s: float
     n_trainable: int
     s_per_epoch: float
+    steps: int = 0
+    best_step: int = 0
+    threshold: float = 0.0
+    curve: tuple[tuple[int, int, float, float, float], ...] = ()
 
 
 def task_loss(task: str, model: nn.Module, batch: FeatureBatch, mode: str) -> torch.Tensor:
@@ -127,7 +145,11 @@ def validation_loss(
 def fit_adapter(
     train: EventSet, val: EventSet, s: FitSettings, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, FitLog]:
-    """Train a fresh adapter for ``s.task`` on ``train``; return the best-validation weights."""
+    """Train a fresh adapter for ``s.task`` on ``train``; return the best-validation weights.
+
+    Training runs to early stopping on the validation loss (at most ``s.epochs``). For tracking in
+    fixed mode the decoding threshold is then chosen on the validation split (:func:`choose_threshold`).
+    """
     device = torch.device(device)
     torch.manual_seed(s.seed)
     model = adapter_for(s.task, train.n_sets, train.d_model, s.n_queries, s.head_width).to(device)
@@ -135,40 +157,91 @@ def fit_adapter(
     rng = np.random.default_rng(np.random.SeedSequence((s.seed, 0xADA)))
     steps_per_epoch = math.ceil(len(train) / s.batch_events)
     total = s.epochs * steps_per_epoch
-    best = (float("inf"), 0)
+    best = (float("inf"), 0, 0)
     best_state = copy.deepcopy(model.state_dict())
+    curve: list[tuple[int, int, float, float, float]] = []
     step, epoch, t0 = 0, 0, time.perf_counter()
     for epoch in range(1, s.epochs + 1):
         model.train()
+        losses, lr = [], s.lr
         for idx in epoch_batches(train.n_hits, s.batch_events, rng):
+            lr = s.lr * _schedule(step, total, s)
             for group in opt.param_groups:
-                group["lr"] = s.lr * _schedule(step, total, s)
+                group["lr"] = lr
             loss = task_loss(s.task, model, train.batch(idx, device), s.mode)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if s.clip_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), s.clip_grad_norm)
             opt.step()
+            losses.append(float(loss.detach()))
             step += 1
         val_loss = validation_loss(s.task, model, val, s, device)
+        curve.append((epoch, step, float(np.mean(losses)) if losses else float("nan"), val_loss, lr))
         if val_loss < best[0]:
-            best = (val_loss, epoch)
+            best = (val_loss, epoch, step)
             best_state = copy.deepcopy(model.state_dict())
         elif epoch >= s.min_epochs and epoch - best[1] >= s.patience:
             break
-    elapsed = time.perf_counter() - t0
     model.load_state_dict(best_state)
     model.eval()
-    log = FitLog(best[1], best[0], epoch, elapsed, n_trainable(model), elapsed / max(epoch, 1))
+    threshold = 0.0
+    if s.task == "tracking" and s.mode == "fixed":
+        threshold = choose_threshold(model, val, s.batch_events, device)
+    elapsed = time.perf_counter() - t0
+    log = FitLog(best[1], best[0], epoch, elapsed, n_trainable(model), elapsed / max(epoch, 1),
+                 steps=step, best_step=best[2], threshold=threshold, curve=tuple(curve))  # fmt: skip
     return model, log
+
+
+# decoding thresholds tried: fine near 0, where noise hits' best scores sit once the masks are learned
+THRESHOLD_GRID = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, *np.round(np.arange(0.1, 0.91, 0.05), 2).tolist())
+
+
+@torch.no_grad()
+def hit_scores(
+    model: nn.Module, data: EventSet, batch_events: int, device: torch.device | str = "cpu"
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per event: each hit's best score and best query (:func:`~fm4npp.model.adapters.track_scores`)."""
+    model.eval()
+    best: list[np.ndarray] = [np.zeros(0)] * len(data)
+    arg: list[np.ndarray] = [np.zeros(0, np.int64)] * len(data)
+    order = np.argsort(data.n_hits, kind="stable")
+    for i in range(0, len(order), batch_events):
+        idx = order[i : i + batch_events]
+        b = data.batch(idx, device)
+        cls, masks = model(b.feats, b.valid)[-1]
+        score, query = (t.cpu().numpy() for t in track_scores(cls, masks))
+        for j, e in enumerate(idx):
+            n = data.n_hits[e]
+            best[e], arg[e] = score[j, :n].astype(np.float64), query[j, :n].astype(np.int64)
+    return best, arg
+
+
+def choose_threshold(
+    model: nn.Module, val: EventSet, batch_events: int, device: torch.device | str = "cpu",
+    grid: tuple[float, ...] = THRESHOLD_GRID,
+) -> float:  # fmt: skip
+    """The decoding threshold of :func:`~fm4npp.model.adapters.decode_tracks` with the highest mean
+    per-event ARI (ARI_all, SPEC §9) on the validation split; ties → the smaller threshold."""
+    if len(val) == 0:
+        return 0.0
+    best, arg = hit_scores(model, val, batch_events, device)
+    truth = [val.labels(i)[0] for i in range(len(val))]
+    means = []
+    for thr in grid:
+        aris = [adjusted_rand_score(t, np.where(b > thr, a, -1)) for t, b, a in zip(truth, best, arg, strict=True)]
+        means.append(float(np.mean(aris)))
+    return float(grid[int(np.argmax(means))])
 
 
 @torch.no_grad()
 def predict(
-    task: str, model: nn.Module, data: EventSet, batch_events: int, device: torch.device | str = "cpu"
-) -> list[np.ndarray]:
-    """Per-event predictions (n_i,) int64 in sequence order: track ids (−1 = unassigned) for
-    tracking, class indices for pid/noise."""
+    task: str, model: nn.Module, data: EventSet, batch_events: int, device: torch.device | str = "cpu",
+    threshold: float = 0.0,
+) -> list[np.ndarray]:  # fmt: skip
+    """Per-event predictions (n_i,) int64 in sequence order: track ids (−1 = unassigned; decoding
+    ``threshold`` as chosen by :func:`fit_adapter`) for tracking, class indices for pid/noise."""
     model.eval()
     out: list[np.ndarray] = [np.zeros(0, np.int64)] * len(data)
     order = np.argsort(data.n_hits, kind="stable")
@@ -177,7 +250,7 @@ def predict(
         b = data.batch(idx, device)
         if task == "tracking":
             cls, masks = model(b.feats, b.valid)[-1]
-            labels_BL = decode_tracks(cls, masks, b.valid)
+            labels_BL = decode_tracks(cls, masks, b.valid, threshold)
         else:
             labels_BL = model(b.feats, b.valid).argmax(-1)
         labels = labels_BL.cpu().numpy()
@@ -213,3 +286,23 @@ def task_metrics(task: str, data: EventSet, preds: list[np.ndarray], min_hits: i
             out[f"precision_{name}"], out[f"recall_{name}"] = float(p), float(r)
         return out
     return _scalars(noise_metrics(data.noise, pred))
+
+
+def event_scores(task: str, data: EventSet, preds: list[np.ndarray], min_hits: int) -> dict[str, np.ndarray]:
+    """Per-event scores of ``preds`` (for mean ± sd over seeds, event bootstraps and paired bootstraps):
+    ``event_id`` plus, for tracking, the columns of :func:`~fm4npp.eval.metrics_tracking.event_counts`;
+    for pid/noise ``n_points`` and ``n_correct`` (accuracy = Σ n_correct / Σ n_points)."""
+    cols: dict[str, list[float]] = {}
+    cfg = MatchConfig(min_track_hits=min_hits, min_particle_hits=min_hits)
+    for i in range(len(data)):
+        track_id, pid, noise = data.labels(i)
+        if task == "tracking":
+            row = event_counts(track_id, preds[i], cfg)
+        else:
+            truth = pid if task == "pid" else noise
+            row = {"n_points": float(len(truth)), "n_correct": float((truth == preds[i]).sum())}
+        for k, v in row.items():
+            cols.setdefault(k, []).append(v)
+    out = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
+    out["event_id"] = np.asarray(data.event_ids, dtype=np.int64)
+    return out

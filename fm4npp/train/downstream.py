@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from fm4npp.atomic import write_parquet
 from fm4npp.config import RunConfig
 from fm4npp.data.prepare import labelled_source, load_prepared
 from fm4npp.data.schema import Event
@@ -37,7 +38,14 @@ from fm4npp.eval.metrics_tracking import MatchConfig, TrackingEvent, evaluate_tr
 from fm4npp.model import ladder
 from fm4npp.store.catalog import baselines_dir
 from fm4npp.store.rundir import EVAL_COLUMNS, RunDir
-from fm4npp.train.adapter_fit import FitSettings, fit_adapter, predict, task_metrics
+from fm4npp.train.adapter_fit import (
+    FitLog,
+    FitSettings,
+    event_scores,
+    fit_adapter,
+    predict,
+    task_metrics,
+)
 from fm4npp.train.features import (
     PARTICLE_KEYS,
     EventSet,
@@ -52,7 +60,7 @@ log = logging.getLogger(__name__)
 
 LABEL_SEED_OFFSET = 0x1AB  # labelled subsets use their own stream of the study's split seed
 HEADLINE = {"tracking": ("ari", "efficiency", "purity"), "pid": ("accuracy", "precision", "recall"),
-            "noise": ("accuracy", "precision", "recall")}  # fmt: skip
+            "noise": ("accuracy", "precision", "recall"), "probe": ("ari", "efficiency")}  # fmt: skip
 Rows = dict[str, list[Any]]
 
 
@@ -105,6 +113,34 @@ def _empty_rows() -> Rows:
     return {c: [] for c in EVAL_COLUMNS}
 
 
+#: ``eval/events/<name>.parquet``: per-event scores of every fit on the test split (long format), for
+#: seed means, event bootstraps and paired event bootstraps (analysis/downstream_stats.py).
+EVENT_COLUMNS = ("cell_id", "variant", "task", "n_labelled", "seed", "event_id", "metric", "value")
+#: ``eval/curves/<name>.parquet``: one row per adapter epoch (training curves for the report).
+CURVE_COLUMNS = ("cell_id", "variant", "task", "n_labelled", "seed", "epoch", "step", "train_loss",
+                 "val_loss", "lr")  # fmt: skip
+
+
+@dataclass
+class Tables:
+    """The three tables of one evaluated variant: metrics (EVAL_COLUMNS), per-event scores
+    (:data:`EVENT_COLUMNS`) and training curves (:data:`CURVE_COLUMNS`)."""
+
+    metrics: Rows = field(default_factory=_empty_rows)
+    events: Rows = field(default_factory=lambda: {c: [] for c in EVENT_COLUMNS})
+    curves: Rows = field(default_factory=lambda: {c: [] for c in CURVE_COLUMNS})
+
+    def write(self, rd: RunDir, name: str) -> None:
+        """``eval/<name>.parquet``, ``eval/events/<name>.parquet``, ``eval/curves/<name>.parquet``
+        (sub-folders, so the catalog's ``evals`` view over ``eval/*.parquet`` reads metrics only)."""
+        rd.eval.mkdir(parents=True, exist_ok=True)
+        rd.write_eval(name, self.metrics)
+        for sub, rows in (("events", self.events), ("curves", self.curves)):
+            if rows[next(iter(rows))]:
+                (rd.eval / sub).mkdir(exist_ok=True)
+                write_parquet(rd.eval / sub / f"{name}.parquet", rows)
+
+
 def _add(
     rows: Rows, cell_id: str, variant: str, task: str, metrics: dict[str, float], seed: int, n: int
 ) -> None:
@@ -115,32 +151,79 @@ def _add(
             rows[col].append(v)
 
 
-def run_adapters(cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[int, np.ndarray], cell_id: str,
-                 variant: str, device: torch.device, head_width: int | None = None) -> Rows:  # fmt: skip
-    """Fit and test every task × labelled size × adapter seed on cached features; metric rows.
+def _add_events(rows: Rows, key: tuple[str, str, str, int, int], scores: dict[str, np.ndarray]) -> None:
+    ids = scores["event_id"]
+    for metric, values in scores.items():
+        if metric == "event_id":
+            continue
+        for col, v in zip(EVENT_COLUMNS[:5], key, strict=True):
+            rows[col] += [v] * len(ids)
+        rows["event_id"] += ids.tolist()
+        rows["metric"] += [metric] * len(ids)
+        rows["value"] += values.tolist()
 
-    ``head_width`` defaults to ``cfg.eval.head_width``.
-    """
+
+def _add_curve(rows: Rows, key: tuple[str, str, str, int, int], fit: FitLog) -> None:
+    for point in fit.curve:
+        for col, v in zip(CURVE_COLUMNS, (*key, *point), strict=True):
+            rows[col].append(v)
+
+
+def fit_settings(cfg: RunConfig, task: str, seed: int, head_width: int | None = None) -> FitSettings:
+    """One recipe for every variant (SPEC §11 #10): ``cfg.eval``'s budget, early stopping and head."""
     ec = cfg.eval
-    rows = _empty_rows()
-    if head_width is None:
-        head_width = ec.head_width
+    return FitSettings(task=task, epochs=ec.epochs, batch_events=ec.batch_events, lr=ec.lr, seed=seed,
+                       n_queries=ec.n_queries, head_width=head_width or ec.head_width, mode=cfg.train.mode,
+                       patience_epochs=ec.patience, min_epochs_abs=ec.min_epochs)  # fmt: skip
+
+
+def run_adapter_tables(cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[int, np.ndarray], cell_id: str,
+                       variant: str, device: torch.device, head_width: int | None = None) -> Tables:  # fmt: skip
+    """Fit and test every task × labelled size × adapter seed on cached features (same recipe for
+    every variant, to early stopping on the validation split); metrics, per-event scores, curves."""
+    ec = cfg.eval
+    out = Tables()
     for task in ec.tasks:
         for n, ids in sorted(subsets.items()):
             train = sets["pool"] if len(ids) == len(sets["pool"]) else sets["pool"].select(ids)
             for seed in ec.seeds:
-                s = FitSettings(task=task, epochs=ec.epochs, batch_events=ec.batch_events, lr=ec.lr, seed=seed,
-                                n_queries=ec.n_queries, head_width=head_width, mode=cfg.train.mode)  # fmt: skip
+                s = fit_settings(cfg, task, seed, head_width)
                 model, fit = fit_adapter(train, sets["val"], s, device)
-                preds = predict(task, model, sets["test"], ec.batch_events, device)
+                preds = predict(task, model, sets["test"], ec.batch_events, device, fit.threshold)
                 metrics = task_metrics(task, sets["test"], preds, ec.min_hits)
                 metrics.update(best_epoch=fit.best_epoch, val_loss=fit.best_val_loss, epochs_run=fit.epochs_run,
                                train_time_s=fit.train_time_s, s_per_epoch=fit.s_per_epoch,
-                               n_trainable=fit.n_trainable)  # fmt: skip
-                _add(rows, cell_id, variant, task, metrics, seed, n)
-                log.info("%s %s %s n=%d seed=%d: %s (%.1f s)", cell_id, variant, task, n, seed,
-                         ", ".join(f"{k}={metrics[k]:.4f}" for k in HEADLINE[task]), fit.train_time_s)  # fmt: skip
-    return rows
+                               n_trainable=fit.n_trainable, steps=fit.steps, best_step=fit.best_step,
+                               threshold=fit.threshold)  # fmt: skip
+                _add(out.metrics, cell_id, variant, task, metrics, seed, n)
+                key = (cell_id, variant, task, int(n), int(seed))
+                _add_events(out.events, key, event_scores(task, sets["test"], preds, ec.min_hits))
+                _add_curve(out.curves, key, fit)
+                log.info("%s %s %s n=%d seed=%d: %s (%.1f s, %d steps)", cell_id, variant, task, n, seed,
+                         ", ".join(f"{k}={metrics[k]:.4f}" for k in HEADLINE[task]), fit.train_time_s,
+                         fit.steps)  # fmt: skip
+    return out
+
+
+def add_probe(tables: Tables, cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[int, np.ndarray],
+              cell_id: str, variant: str) -> None:  # fmt: skip
+    """Edge-probe metrics (task ``probe``, seed 0) per labelled-set size, when ``cfg.eval.probe``."""
+    from fm4npp.eval.probe import run_probe
+
+    if not cfg.eval.probe:
+        return
+    for n, ids in sorted(subsets.items()):
+        train = sets["pool"] if len(ids) == len(sets["pool"]) else sets["pool"].select(ids)
+        metrics = run_probe(train, sets["val"], sets["test"], min_hits=cfg.eval.min_hits)
+        _add(tables.metrics, cell_id, variant, "probe", metrics, 0, n)
+        log.info("%s %s probe n=%d: ari=%.4f efficiency=%.4f (%.1f s)", cell_id, variant, n, metrics["ari"],
+                 metrics["efficiency"], metrics["probe_time_s"])  # fmt: skip
+
+
+def run_adapters(cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[int, np.ndarray], cell_id: str,
+                 variant: str, device: torch.device, head_width: int | None = None) -> Rows:  # fmt: skip
+    """Metric rows of :func:`run_adapter_tables`."""
+    return run_adapter_tables(cfg, sets, subsets, cell_id, variant, device, head_width).metrics
 
 
 def headline(rows: Rows) -> dict[str, float]:
@@ -202,9 +285,10 @@ def evaluate_cell(cfg: RunConfig, run_dir: Path, *, overwrite: bool = True) -> d
     load_weights(ckpt, model)
     data = load_labelled(cfg)
     sets = feature_sets(data, backbone_feature_fn(model.to(device)), device)
-    rows = run_adapters(cfg, sets, data.subsets, cfg.cell_id, "fm", device)
-    rd.eval.mkdir(parents=True, exist_ok=True)
-    rd.write_eval("downstream", rows)
+    tables = run_adapter_tables(cfg, sets, data.subsets, cfg.cell_id, "fm", device)
+    add_probe(tables, cfg, sets, data.subsets, cfg.cell_id, "fm")
+    tables.write(rd, "downstream")
+    rows = tables.metrics
     return {
         **headline(rows),
         "eval_rows": len(rows["metric"]),
@@ -259,18 +343,18 @@ def evaluate_baselines(study_dir: Path, cfg_template: RunConfig, models: list[st
         for name in models:
             model = build_backbone(cfg, name, cfg.seed).to(device)  # random init, frozen, same size
             sets = feature_sets(data, backbone_feature_fn(model), device)
-            rows = run_adapters(
-                cfg, sets, data.subsets, baseline_cell_id("adapter_only", name), "adapter_only", device
-            )
-            rd.write_eval(f"adapter_only-{name}", rows)
+            cell = baseline_cell_id("adapter_only", name)
+            tables = run_adapter_tables(cfg, sets, data.subsets, cell, "adapter_only", device)
+            add_probe(tables, cfg, sets, data.subsets, cell, "adapter_only")
+            tables.write(rd, f"adapter_only-{name}")
     if "random_embedding" in cfg.eval.baselines and models:
         d = max(ladder.get_rung(m).d_model for m in models)  # the widest size's embedding (FM4NPP: m6's)
         emb = NerfEmbedding(d, seed=cfg.seed).to(device)
         sets = feature_sets(data, embedding_feature_fn(emb), device)
-        rows = run_adapters(
-            cfg, sets, data.subsets, baseline_cell_id("random_embedding"), "random_embedding", device
-        )
-        rd.write_eval("random_embedding", rows)
+        cell = baseline_cell_id("random_embedding")
+        tables = run_adapter_tables(cfg, sets, data.subsets, cell, "random_embedding", device)
+        add_probe(tables, cfg, sets, data.subsets, cell, "random_embedding")
+        tables.write(rd, "random_embedding")
 
 
 def evaluate_study_cell(study_dir: Path, cell_id: str) -> dict[str, Any]:

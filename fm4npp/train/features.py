@@ -41,7 +41,8 @@ class FeatureBatch:
 class EventSet:
     """Events with cached features. ``feats`` (ΣN, S, D) all hits of all events concatenated in
     sequence order, ``offsets`` (E + 1,) int64; labels (ΣN,) alike; ``particles`` per event (for
-    the pT/η tracking metrics); ``event_ids`` (E,)."""
+    the pT/η tracking metrics); ``event_ids`` (E,); ``inputs`` (ΣN, 4) the normalized model inputs
+    [E, η, φ, r] (SPEC §2.3) where known (geometric neighbours of the edge probe)."""
 
     event_ids: np.ndarray
     offsets: np.ndarray
@@ -50,6 +51,7 @@ class EventSet:
     pid: np.ndarray
     noise: np.ndarray
     particles: list[dict[str, np.ndarray]]
+    inputs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -86,6 +88,7 @@ class EventSet:
             pid=self.pid[hit_idx],
             noise=self.noise[hit_idx],
             particles=[self.particles[i] for i in keep],
+            inputs=None if self.inputs is None else self.inputs[hit_idx],
         )
 
     def batch(self, idx: Sequence[int] | np.ndarray, device: torch.device | str = "cpu") -> FeatureBatch:
@@ -166,6 +169,9 @@ def build_event_set(
         if len(serialized)
         else np.zeros(0, np.int64),
         particles=[_particle_table(e) for e in events],
+        inputs=np.concatenate([s.feats for s in serialized]).astype(np.float32)
+        if len(serialized)
+        else np.zeros((0, 4), np.float32),
     )
 
 
@@ -176,13 +182,16 @@ def _particle_table(event: Event) -> dict[str, np.ndarray]:
 
 
 def backbone_feature_fn(model: torch.nn.Module) -> FeatureFn:
-    """Residual-branch outputs z_1…z_S of a frozen backbone, stacked: (B, L, 4) → (B, L, S, D)."""
+    """Frozen backbone features, stacked (B, L, 4) → (B, L, S, D) with S = 1 + n_layers: the fixed
+    input embedding x_0 followed by the residual-branch outputs z_1…z_n (SPEC §8). x_0 is what the
+    random-embedding baseline sees, so the FM head's input is a superset of the baseline's."""
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return torch.stack(model.block_outputs(x), dim=2)  # type: ignore[operator]
+        x0 = model.embedding(x)  # type: ignore[operator]
+        return torch.stack([x0, *model.block_outputs(x)], dim=2)  # type: ignore[operator]
 
     return fn
 

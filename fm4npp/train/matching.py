@@ -121,9 +121,12 @@ def set_loss(
 ) -> SetLoss:
     """0.5·CE(matched → track) + 0.1·CE(unmatched → no-object) + Dice + 30·Focal for one prediction set.
 
-    ``targets[b]`` (T_b, L) bool are event b's instances. CE terms are means over the matched and the
-    unmatched queries of the batch; Dice and Focal are means over matched pairs, Focal first averaged
-    over each event's valid hits.
+    ``targets[b]`` (T_b, L) bool are event b's instances. Every term is a *sum* over the queries (CE)
+    or matched pairs (Dice, Focal; Focal first averaged over each event's valid hits), divided by
+    the number of events B, as in FM4NPP ([Rb] ``loss.py::compute_point_loss``). Averaging over
+    queries/instances instead would weaken the no-object term against the matched ones by the ratio
+    of unmatched to matched queries (4–9× with 48–150 queries), which is what lets unused queries
+    claim hits.
     """
     b, q, _ = class_logits_BQ2.shape
     labels = torch.full((b, q), NO_OBJECT, dtype=torch.long, device=class_logits_BQ2.device)
@@ -137,10 +140,9 @@ def set_loss(
         class_logits_BQ2.reshape(b * q, 2).float(), labels.reshape(-1), reduction="none"
     )
     matched = labels.reshape(-1) == TRACK
+    per_event = 1.0 / max(b, 1)
+    ce_total = (W_MATCHED_CE * ce[matched].sum() + W_UNMATCHED_CE * ce[~matched].sum()) * per_event
     zero = class_logits_BQ2.sum() * 0.0
-    ce_m = ce[matched].mean() if matched.any() else zero
-    ce_u = ce[~matched].mean() if (~matched).any() else zero
-    ce_total = W_MATCHED_CE * ce_m + W_UNMATCHED_CE * ce_u
     bi = torch.from_numpy(np.concatenate(sel_b)).to(labels.device)
     if len(bi) == 0:
         return SetLoss(ce_total, ce_total.detach(), zero.detach(), zero.detach())
@@ -151,9 +153,9 @@ def set_loss(
     focal = (sigmoid_focal(x, t) * v).sum(-1) / v.sum(-1).clamp(min=1)
     p = torch.sigmoid(x) * v
     dice = 1 - (2 * (p * t).sum(-1) + 1) / (p.sum(-1) + t.sum(-1) + 1)
-    focal_m, dice_m = focal.mean(), dice.mean()
-    total = ce_total + W_DICE * dice_m + W_FOCAL * focal_m
-    return SetLoss(total, ce_total.detach(), dice_m.detach(), focal_m.detach())
+    focal_s, dice_s = focal.sum() * per_event, dice.sum() * per_event
+    total = ce_total + W_DICE * dice_s + W_FOCAL * focal_s
+    return SetLoss(total, ce_total.detach(), dice_s.detach(), focal_s.detach())
 
 
 def track_loss(
