@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_data_fastsim import table
 
 from fm4npp.data.fastsim import SimConfig, simulate_particles
 from fm4npp.data.schema import Event, make_hits
 from fm4npp.data.stats import summarize
 from fm4npp.data.validation import format_validation, validation_rows
-from tests.test_data_fastsim import table
 
 EXACT = SimConfig(scattering=False, hit_efficiency=1.0, curler_mean=0.0, max_turns=3)
 
