@@ -105,7 +105,7 @@ def test_study_pretrains_on_unlabelled_and_evaluates_on_the_labelled_splits(
     assert not set(prepared.splits.train.tolist()) & set(splits.train.tolist())  # id spaces differ
     evaluate_cell(cfg, tmp_path / "run")
     df = pd.read_parquet(tmp_path / "run" / "eval" / "downstream.parquet")
-    assert set(df["task"]) == {"tracking", "pid", "noise"}
+    assert set(df["task"]) == {"tracking", "pid", "noise", "probe"}  # the edge probe runs beside the adapters
     assert set(df["n_labelled"]) == {8, 28}
     n_points = df[(df["task"] == "noise") & (df["metric"] == "n_points")]["value"]
     test_hits = sum(e.n_hits for e in lab.test[0])
