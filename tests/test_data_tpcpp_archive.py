@@ -4,6 +4,7 @@ published labelled splits."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,8 @@ def test_study_pretrains_on_unlabelled_and_evaluates_on_the_labelled_splits(
     _, splits = labelled_source(converted / "labelled")
     assert [e.event_id for e in lab.test[0]] == splits.test.tolist()
     assert set(lab.subsets[28].tolist()) == set(splits.train.tolist())
+    capped = load_labelled(replace(cfg, eval=replace(ev, val_events=2)))  # eval.val_events: first N
+    assert [e.event_id for e in capped.val[0]] == [e.event_id for e in lab.val[0]][:2]
     assert not set(prepared.splits.train.tolist()) & set(splits.train.tolist())  # id spaces differ
     evaluate_cell(cfg, tmp_path / "run")
     df = pd.read_parquet(tmp_path / "run" / "eval" / "downstream.parquet")

@@ -174,3 +174,27 @@ def test_input_pipeline_bounds_the_rate() -> None:
     unbounded = cell_cost(ladder.get_rung("m1"), 7_200_000, 840, 1, off, qos)
     assert unbounded.bound == "gpu"
     assert unbounded.wall_time_h == pytest.approx(7.2e6 / 3745.0 / 3600)
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ("all", {(m, d, s) for m in ("q1", "q2") for d in ("qd1", "qd2") for s in (0, 1)}),
+        ("per_model", {("q1", "qd2", 0), ("q2", "qd2", 0)}),
+        ("largest", {("q2", "qd2", 0)}),
+    ],
+)
+def test_eval_scope_selects_the_evaluated_cells(tmp_path: Path, scope: str, expected: set) -> None:
+    p = sweep(tmp_path, f"seeds: [0, 1]\neval:\n  scope: {scope}\n", "[q2, q1]", "[qd2, qd1]")
+    plan = make_plan(load_sweep(p))
+    got = {(c.model, c.dataset, c.run.seed) for c in plan.cells if c.run.eval.enabled}
+    assert got == expected
+
+
+def test_eval_val_events_must_not_be_negative(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = sweep(tmp_path, "eval:\n  val_events: -1\n")
+    assert main(["plan", str(p)]) == 2
+    assert "eval.val_events" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()

@@ -180,9 +180,10 @@ class EvalConfig:
     """Downstream evaluation of a frozen backbone (SPEC §8–9)."""
 
     enabled: bool = True
-    # which cells run the downstream evaluation after pretraining: every cell, or one per model size
-    # (largest dataset, first seed: downstream metrics vs N at fixed D, cheaper on CPU)
-    scope: Literal["all", "per_model"] = "all"
+    # which cells run the downstream evaluation after pretraining: every cell; one per model size
+    # (largest dataset, first seed: downstream metrics vs N at fixed D); or only the largest size's
+    # (CPU quickstart). Baselines of one size (adapter_only) follow the evaluated sizes.
+    scope: Literal["all", "per_model", "largest"] = "all"
     tasks: tuple[Literal["tracking", "pid", "noise"], ...] = ("tracking", "pid", "noise")
     labelled_events: tuple[int, ...] = (1000,)  # data-efficiency ladder of labelled events
     seeds: tuple[int, ...] = (0,)  # adapter seeds
@@ -192,6 +193,9 @@ class EvalConfig:
     n_queries: int = 150  # MaskFormer queries (SPEC §8)
     head_width: int = 256  # adapter width (SPEC §8); 64 keeps CPU quickstarts fast
     min_hits: int = 5  # particles/tracks counted by the tracking metrics (SPEC §9)
+    # validation events of the adapters (early stopping, decoding threshold): the first N of the
+    # study's validation split; 0 = all of it
+    val_events: int = 0
     # random_embedding = FM4NPP's adapter-only baseline (SPEC §8, the headline comparison);
     # adapter_only = the same adapters on a randomly initialised frozen backbone of each size
     baselines: tuple[Literal["adapter_only", "random_embedding", "hough"], ...] = (
@@ -216,6 +220,10 @@ class EvalConfig:
         _check_finite("eval", self, ("lr",))
         if self.lr <= 0:
             raise ConfigError(f"eval.lr must be > 0, got {self.lr}")
+        if self.val_events < 0:
+            raise ConfigError(
+                f"eval.val_events must be ≥ 0 (0 = the whole validation split), got {self.val_events}"
+            )
         for name in ("epochs", "batch_events", "n_queries", "head_width", "min_hits"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"eval.{name} must be ≥ 1, got {getattr(self, name)}")

@@ -207,6 +207,9 @@ class CellJob:
             # sees several, cuda:0 otherwise (gpu-bind=closest gives one per task).
             TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         self._started = time.monotonic()
+        # a fresh job process: the adapters' per-fit progress lines go to its log
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
         sig = _Signals(started=self._started, signal_delay_s=self.signal_delay_s)
         sig.submitit_handler = signal.getsignal(signal.SIGUSR2)
         signal.signal(signal.SIGUSR2, sig.on_signal)

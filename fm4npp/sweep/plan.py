@@ -138,6 +138,7 @@ def make_plan(spec: SweepSpec, cluster: ClusterProfile | None = None, qos: str |
     qname, qcfg = cluster.get_qos(qos or spec.qos)
     data_dir = spec.data.path or str(spec.study_dir / "data")
     largest = max(spec.datasets, key=get_dataset)
+    largest_model = max(spec.models, key=lambda m: n_params_total(get_rung(m)))
     tiers = tuple(sorted({get_dataset(d) for d in spec.datasets}))
     cells = []
     for model in spec.models:
@@ -155,7 +156,12 @@ def make_plan(spec: SweepSpec, cluster: ClusterProfile | None = None, qos: str |
             n_events = get_dataset(dataset)
             for seed, mult in itertools.product(spec.seeds, spec.lr_multipliers):
                 evaluate = spec.eval.enabled and (
-                    spec.eval.scope == "all" or (dataset == largest and seed == spec.seeds[0])
+                    spec.eval.scope == "all"
+                    or (
+                        dataset == largest
+                        and seed == spec.seeds[0]
+                        and (spec.eval.scope == "per_model" or model == largest_model)
+                    )
                 )
                 run = RunConfig(
                     study=spec.study,

@@ -83,6 +83,8 @@ def load_labelled(cfg: RunConfig) -> LabelledEvents:
         shards, splits = labelled_source(cfg.data.labelled_path)
         val = nested_subset(splits.val, min(cfg.data.val_events, len(splits.val)), cfg.data.split_seed)
         splits = Splits(train=splits.train, val=val, test=splits.test)
+    if cfg.eval.val_events:
+        splits = Splits(train=splits.train, val=splits.val[: cfg.eval.val_events], test=splits.test)
     seed = cfg.data.split_seed + LABEL_SEED_OFFSET
     subsets = {n: nested_subset(splits.train, n, seed) for n in sorted(set(cfg.eval.labelled_events))}
 
@@ -381,7 +383,10 @@ def evaluate_study_baselines(study_dir: Path) -> list[str]:
             f"{catalog_path(Path(study_dir))}: no planned cells; run `fm4npp-sweep plan` first"
         )
     source = f"{catalog_path(Path(study_dir))}: cells.config_json"
-    template = load_dataclass(RunConfig, json.loads(cells["config_json"].iloc[0]), source, "run")
-    models = list(dict.fromkeys(cells["model"].tolist()))
+    configs = [load_dataclass(RunConfig, json.loads(c), source, "run") for c in cells["config_json"]]
+    template = configs[0]
+    # adapter_only: one table per evaluated size (eval.scope)
+    evaluated = [c.model for c in configs if c.eval.enabled]
+    models = list(dict.fromkeys(evaluated or [c.model for c in configs]))
     evaluate_baselines(Path(study_dir), template, models)
     return sorted(p.stem for p in baselines_dir(Path(study_dir)).eval.glob("*.parquet"))

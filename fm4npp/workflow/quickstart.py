@@ -117,7 +117,7 @@ def _start_baselines(plan: Plan, say: Callable[[str], None]) -> BaseProcess | No
     done = {p.stem for p in catalog.baselines_dir(plan.study_dir).eval.glob("*.parquet")}
     wanted = {b for b in plan.spec.eval.baselines if b != "adapter_only"}
     if "adapter_only" in plan.spec.eval.baselines:
-        wanted |= {f"adapter_only-{m}" for m in plan.spec.models}
+        wanted |= {f"adapter_only-{c.run.model}" for c in plan.cells if c.run.eval.enabled}
     if wanted <= done:
         say(f"   reusing {len(done)} baseline tables")
         return None
