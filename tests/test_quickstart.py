@@ -53,8 +53,9 @@ def test_quickstart_chain_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     done = [json.loads(p.read_text()) for p in study.glob("runs/*/summary.json")]
     assert len(done) == 9
     assert all(s["status"] == "done" for s in done)
-    # downstream ran on the largest tier of each size, baselines once per study
-    assert len(list(study.glob("runs/*/eval/downstream.parquet"))) == 3
+    # downstream ran on the largest size's largest tier only (eval.scope: largest), baselines once
+    evaluated = list(study.glob("runs/*/eval/downstream.parquet"))
+    assert [p.parts[-3].split("-")[:2] for p in evaluated] == [["q3", "td3"]]
     assert {p.stem for p in (study / "baselines" / "eval").glob("*.parquet")} >= {
         "hough",
         "random_embedding",
