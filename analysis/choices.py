@@ -7,3 +7,4 @@ METHODS = ("vp", "grid", "both")  # variable projection, grid search, both compa
 SCHEMES = ("auto", "cell", "cell_seed", "wild")  # cluster-bootstrap schemes (analysis.bootstrap)
 LOSSES = ("final", "smoothed")  # which validation loss of a cell is fitted
 D_UNITS = ("events", "hits")  # what D counts
+GROUP_BY = ("arch",)  # cells columns a study is split by for one law per group (`fit-laws --by`)

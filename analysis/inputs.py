@@ -244,3 +244,19 @@ def as_fit_data(
     if isinstance(obj, tuple) and len(obj) in (3, 4):
         return from_arrays(*obj)
     raise FitError(f"cannot fit a {type(obj).__name__}; give a DataFrame, FitData or (N, D, L) arrays")
+
+
+def split_cells(cells: pd.DataFrame, by: str, source: str = "catalog") -> dict[str, pd.DataFrame]:
+    """The catalog's cells split by the value of column ``by`` (``arch``: mamba2, transformer, …), in
+    sorted order; cells without a value are left out. One law is fitted per group (model family)."""
+    from analysis.choices import GROUP_BY
+
+    if by not in GROUP_BY:
+        raise FitError(f"{source}: cannot group cells by '{by}'; allowed: {', '.join(GROUP_BY)}")
+    if by not in cells.columns:
+        raise FitError(f"{source}: cells table lacks column '{by}' to group by")
+    present = cells[cells[by].notna()]
+    if present.empty:
+        raise FitError(f"{source}: no cell has a value of '{by}'; nothing to group")
+    col = present[by].astype(str)
+    return {k: present[col == k] for k in sorted(col.unique())}

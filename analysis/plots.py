@@ -15,6 +15,9 @@ from numpy.typing import NDArray
 from analysis.laws import CHINCHILLA_A_APPROACHES, EPOCH_A, KAPLAN_NOPT_EXPONENT, allocation, predict_log
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from analysis.families import FamilyFit
     from analysis.fit import FitResult
     from analysis.inputs import FitData
     from analysis.uncertainty import BootstrapResult
@@ -83,6 +86,36 @@ def loss_vs_n(fit: FitResult, boot: BootstrapResult | None = None) -> Figure:
 def loss_vs_d(fit: FitResult, boot: BootstrapResult | None = None) -> Figure:
     """Plot 2: loss vs D, one line per size."""
     return _loss_vs(fit, fit.data, "D", "N", boot)
+
+
+def families_vs_n(families: Mapping[str, FamilyFit]) -> Figure:
+    """Loss vs N at each family's largest D: the runs coloured by family, each family's law and its
+    95% band (bootstrap when the family has one, else the delta method), α with its delta interval."""
+    from analysis.uncertainty import delta_interval
+
+    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    fitted = [(name, f.fit, f.boot) for name, f in families.items() if f.fit is not None]
+    n_all = np.concatenate([fit.data.N for _, fit, _ in fitted]) if fitted else np.ones(1)
+    grid = np.geomspace(n_all.min() / 1.5, n_all.max() * 1.5, 100)
+    for i, (name, fit, boot) in enumerate(fitted):
+        col, d_top = f"C{i}", float(np.max(fit.data.D))
+        m = np.isclose(fit.data.D, d_top)
+        ax.scatter(fit.data.N[m], fit.data.L[m], s=18, color=col, marker="os^D"[i % 4], zorder=3,
+                   label=f"{name} runs (D = {d_top:.3g})")  # fmt: skip
+        d_grid = np.full_like(grid, d_top)
+        _, a_lo, a_hi = (float(np.squeeze(v)) for v in delta_interval(fit, "alpha"))
+        ax.plot(grid, fit.predict(N=grid, D=d_grid), color=col, lw=1.3,
+                label=f"{name} law: α = {fit.params['alpha']:.3g} (95% delta {a_lo:.3g}–{a_hi:.3g})")  # fmt: skip
+        lo, hi, band = _band(fit, boot, N=grid, D=d_grid)
+        ax.fill_between(grid, lo, hi, color=col, alpha=0.15, lw=0, label=f"{name} {band}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(N_LABEL)
+    ax.set_ylabel("validation loss L")
+    ax.set_title("Loss vs N at the largest D: one Chinchilla law per model family")
+    ax.legend(fontsize=7)
+    return fig
 
 
 def residuals(fit: FitResult) -> Figure:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import plots, plots_study
+from analysis import families, plots, plots_study
 from analysis.diagnostics import FitWarning, extrapolation_far
 from analysis.fit import FitResult, fit_law
 from analysis.inputs import FitData, from_cells
@@ -56,6 +56,7 @@ class Analysis:
     cell_counts: dict[str, int] = field(default_factory=dict)  # done / running / failed / planned
     cell_table: pd.DataFrame | None = None
     extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # hook: downstream statistics
+    families: dict[str, Any] = field(default_factory=dict)  # arch → families.FamilyFit (> 1 arch only)
 
 
 def interval_table(
@@ -154,6 +155,8 @@ def analyse(
     if res.data is not None:
         res.failures += [(f"cell {c}", why) for c, why in res.data.exclusions]
         _fit_section(res, cells, method, n_boot, scheme, target_c, k, cost)
+        if families.has_families(cells):
+            _guard(res, "model families", lambda: _families(res, cells, method, n_boot, scheme, k))
         if res.data.seed is not None and len(np.unique(res.data.cell)) < len(res.data):
             f_delta = res.fit.problem.delta if res.fit else None
             res.figures["seed_spread"] = _guard(
@@ -181,6 +184,17 @@ def analyse(
     ]
     res.figures = {n: f for n, f in res.figures.items() if f is not None}
     return res
+
+
+def _families(
+    res: Analysis, cells: pd.DataFrame, method: str, n_boot: int, scheme: str, k: float
+) -> None:
+    """One law per model family, their overlay figure, and why a family has no law."""
+    got = families.fit_families(cells, loss=res.settings["loss"], d_unit=res.settings["d_unit"],
+                                method=method, n_boot=n_boot, scheme=scheme, k=k)  # fmt: skip
+    res.families = got
+    res.failures += [(f"{families.BY}={name} law", f.why) for name, f in got.items() if f.why]
+    res.figures["families_loss_vs_n"] = plots.families_vs_n(got)
 
 
 def plots_design_seed(data: FitData, curves: pd.DataFrame | None, delta: float | None) -> Any:

@@ -170,6 +170,34 @@ def section_answer(res: Analysis, page: Page) -> str:
             + f"<div class='row'>{figs}</div>")  # fmt: skip
 
 
+def section_families(res: Analysis, page: Page) -> str:
+    """A study of more than one model family: each family's law overlaid, its parameters and its
+    held-out check (empty for a one-family study, whose page is unchanged)."""
+    if not res.families:
+        return ""
+    from analysis.families import BY, parameter_table
+
+    names = ", ".join(res.families)
+    note = "One Chinchilla law per family. The joint law above pools the families; compare them here."
+    out = [f"<h2>Model families ({BY}: {html.escape(names)})</h2>", f"<p class='sub'>{note}</p>",
+           page.figure("families_loss_vs_n", res.figures.get("families_loss_vs_n"),
+                       "Loss vs N at the largest D: each family's law with its 95% band", "families")]  # fmt: skip
+    lines = []
+    for name, fam in res.families.items():
+        if fam.fit is None:
+            lines.append(f"<p><b>{html.escape(name)}</b>: no law ({html.escape(fam.why)})</p>")
+            continue
+        p = fam.fit.params
+        check = report_text.holdout_short(fam.holdout, fam.holdout_why)
+        lines.append(f"<p><b>{html.escape(name)}</b>: α = {g3(p['alpha'])}, β = {g3(p['beta'])}, "
+                     f"E = {g3(p['E'])} ({fam.fit.n_points} runs; warnings: "
+                     f"{html.escape(', '.join(fam.fit.warning_codes) or 'none')}). {html.escape(check)}</p>")  # fmt: skip
+    out.append("<div class='law'>" + "".join(lines) + "</div>")
+    out.append(page.table(parameter_table(res.families), "Law parameters per model family (95% intervals)",
+                          collapse=False))  # fmt: skip
+    return "".join(out)
+
+
 def section_next(res: Analysis, page: Page) -> str:
     out = ["<h2>What to run next</h2>"]
     if res.fit is None:
@@ -269,7 +297,7 @@ def section_warnings(res: Analysis, page: Page) -> str:
 
 
 Section = Callable[["Analysis", Page], str]
-SECTIONS: tuple[Section, ...] = (section_answer, section_next, section_law, section_downstream,
+SECTIONS: tuple[Section, ...] = (section_answer, section_families, section_next, section_law, section_downstream,
                                  section_extra_tables, section_study, section_warnings)  # fmt: skip
 
 
@@ -295,6 +323,10 @@ def render(res: Analysis, out_dir: Path, title: str, extra_sections: Sequence[Se
             parts.append(page.figure(name, fig))
     if res.fit is not None:
         payload = {"chinchilla": res.fit.to_dict()} | {n: f.to_dict() for n, f in res.others.items()}
+        if res.families:  # a study of several model families: each family's law as well
+            payload["families"] = {
+                n: f.fit.to_dict() for n, f in res.families.items() if f.fit is not None
+            }
         (out_dir / "fits.json").write_text(json.dumps(payload, indent=1, default=str))
     doc = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<meta name='viewport' content='width=device-width'><style>{STYLE}</style></head><body>")  # fmt: skip

@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,9 @@ class StandinOptions:
     checkpoint_every: int = 5  # steps between (metrics part + checkpoint)
     fail_models: tuple[str, ...] = ()  # cells of these rungs raise TrainingError ...
     fail_at: int = 3  # ... at this step
+    # arch → (E, A, alpha, B, beta): the final validation loss follows that family's law at the
+    # cell's N and D (× (1 + 0.002·seed)), so a finished study has known laws to recover
+    laws: dict[str, tuple[float, float, float, float, float]] = field(default_factory=dict)
 
 
 def standin_cell(**options: Any) -> CellFunctions:
@@ -56,6 +59,18 @@ def no_evaluation(cfg: RunConfig, run_dir: Path) -> None:
 def _loss(step: int, seed: int) -> float:
     """A smooth, seed-dependent decreasing curve: 1 + 3/√(step+1) + 0.01·seed."""
     return 1.0 + 3.0 / math.sqrt(step + 1) + 0.01 * seed
+
+
+def _final_loss(cfg: RunConfig, opts: StandinOptions) -> float:
+    """The end of the curve, or the cell's family law at (N, D) when ``opts.laws`` names its arch."""
+    from fm4npp.model.ladder import get_rung, n_params
+
+    rung = get_rung(cfg.model)
+    if rung.arch not in opts.laws:
+        return _loss(opts.steps, cfg.seed) + 0.05
+    e, a, alpha, b, beta = opts.laws[rung.arch]
+    law = e + a / n_params(rung) ** alpha + b / cfg.events_seen**beta
+    return law * (1 + 0.002 * cfg.seed)
 
 
 def standin_pretrain(
@@ -141,7 +156,7 @@ def _train(
         rows["wall_time_s"].append(time.monotonic() - t0)
         if step % opts.checkpoint_every == 0 or step == opts.steps:
             flush(step)
-    final = _loss(opts.steps, cfg.seed) + 0.05
+    final = _final_loss(cfg, opts)
     return {
         "steps": opts.steps,
         "resumed_from_step": start_step,

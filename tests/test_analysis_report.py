@@ -89,6 +89,10 @@ def test_report_is_self_contained(report: Path) -> None:
     assert "could not be drawn" not in text
     fits = json.loads((report.parent / "fits.json").read_text())
     assert fits["chinchilla"]["params"]["alpha"] == pytest.approx(0.35, rel=0.2)
+    # one model family (arch): no family section, figure or fits (tests/test_fit_by_arch.py has two)
+    assert "Model families" not in text
+    assert "families_loss_vs_n" not in names
+    assert "families" not in fits
 
 
 def test_first_screen_states_law_verdicts_and_next_rung(report: Path) -> None:

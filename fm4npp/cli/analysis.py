@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from analysis.choices import D_UNITS, LOSSES, METHODS, SCHEMES
+from analysis.choices import D_UNITS, GROUP_BY, LOSSES, METHODS, SCHEMES
 from fm4npp.cli.args import add_study, optional_study_dir, study_dir
-from fm4npp.errors import FitError
+from fm4npp.errors import FitError, allowed_list, did_you_mean
 
 FORM_CHOICES = ("chinchilla", "kaplan-n", "kaplan-d", "frontier", "all")
 SCHEME_HELP = "auto: wild cluster bootstrap below 15 cells, else resample cells (seeds move with them)"
@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--bootstrap-scheme", choices=SCHEMES, default="auto", help=SCHEME_HELP)
     p.add_argument("--loss", choices=LOSSES, default="final")
     p.add_argument("--d-unit", choices=D_UNITS, default="events")
+    p.add_argument(
+        "--by",
+        metavar="COLUMN",
+        help=f"one law per group of the study's cells ({'|'.join(GROUP_BY)}; arch: per model family, "
+        "each with its held-out-largest-size check)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=fit_laws)
 
@@ -55,6 +61,13 @@ def fit_laws(args: argparse.Namespace) -> int:
     study = optional_study_dir(args, "fit-laws")
     if (study is None) == (args.input is None):
         raise FitError("fit-laws: give either STUDY_DIR or --input FILE (exactly one)")
+    if args.by is not None and args.by not in GROUP_BY:  # checked here: one line, not argparse's usage
+        raise FitError(
+            f"fit-laws: --by '{args.by}' unknown{did_you_mean(args.by, GROUP_BY)}; "
+            f"allowed: {allowed_list(GROUP_BY)}"
+        )
+    if args.by is not None and study is None:
+        raise FitError(f"fit-laws: --by {args.by} groups a study's cells; give STUDY_DIR, not --input")
     settings = FitSettings.for_form(
         args.form,
         method=args.method,
@@ -62,10 +75,11 @@ def fit_laws(args: argparse.Namespace) -> int:
         bootstrap_scheme=args.bootstrap_scheme,
         loss=args.loss,
         d_unit=args.d_unit,
+        by=args.by,
     )
     results = fit_points(args.input, settings) if study is None else fit_study(study, settings)
     if args.json:
-        keys = ("form", "params", "ci", "n_points", "warnings", "isoflop")
+        keys = ("group", "form", "params", "ci", "n_points", "warnings", "isoflop", "holdout")
         slim = [{k: r[k] for k in keys if k in r} for r in results]
         print(json.dumps(slim[0] if len(slim) == 1 else slim, indent=1))
     else:

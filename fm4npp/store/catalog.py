@@ -4,6 +4,10 @@ Written only by the CLI process (jobs never open it). Tables: ``cells`` (the pla
 (job ids, attempts, times, cluster), ``fits``. Views over the run directories, refreshed on every
 read-write open: ``losses`` (metrics parts), ``evals`` (eval Parquet of runs and baselines),
 ``runs`` (summaries). Anyone can open the file with the ``duckdb`` shell.
+
+The catalog carries no version number: its tables only ever gain columns, and a read-write open adds
+the missing ones to a catalog written by an older release (:func:`_add_missing_columns`; old rows
+read NULL there). A change that is not an added column needs a version rule first.
 """
 
 from __future__ import annotations
@@ -71,7 +75,13 @@ FIT_COLUMNS = {
     "created_at": "TIMESTAMP",
     "settings_json": "VARCHAR",
     "result_json": "VARCHAR",
+    # ``by=value`` of a fit to one group of cells (``fit-laws --by arch``: ``arch=transformer``);
+    # NULL for a fit to the whole study. Added after the first release (migrated on open).
+    "group_key": "VARCHAR",
 }
+
+
+TABLES = {"cells": CELL_COLUMNS, "submissions": SUBMISSION_COLUMNS, "fits": FIT_COLUMNS}
 
 
 def catalog_path(study_dir: Path) -> Path:
@@ -90,6 +100,14 @@ def baselines_dir(study_dir: Path) -> RunDir:
 def _ddl(name: str, columns: dict[str, str]) -> str:
     cols = ", ".join(f"{c} {t}" for c, t in columns.items())
     return f"CREATE TABLE IF NOT EXISTS {name} ({cols})"
+
+
+def _add_missing_columns(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]) -> None:
+    """Migrate a catalog of an older release: append the columns ``table`` lacks (NULL in old rows)."""
+    have = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    for name, sql_type in columns.items():
+        if name not in have:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
 
 @contextmanager
@@ -112,6 +130,8 @@ def open_catalog(study_dir: Path, read_only: bool = False) -> Iterator[duckdb.Du
             con.execute(_ddl("cells", CELL_COLUMNS))
             con.execute(_ddl("submissions", SUBMISSION_COLUMNS))
             con.execute(_ddl("fits", FIT_COLUMNS))
+            for table, columns in TABLES.items():
+                _add_missing_columns(con, table, columns)
             _refresh_views(con, Path(study_dir))
         yield con
     finally:
@@ -205,7 +225,8 @@ def record_cells(study_dir: Path, rows: list[dict[str, Any]]) -> PlanDiff:
         con.execute("BEGIN")
         con.execute("DELETE FROM cells")
         con.register("new_cells", frame)
-        con.execute("INSERT INTO cells SELECT * FROM new_cells")
+        # by name: a migrated table has its added columns at the end, not in CELL_COLUMNS order
+        con.execute("INSERT INTO cells BY NAME SELECT * FROM new_cells")
         con.unregister("new_cells")
         con.execute("COMMIT")
     return PlanDiff(
@@ -227,7 +248,7 @@ def record_submission(study_dir: Path, rows: list[dict[str, Any]]) -> None:
     frame = pd.DataFrame(rows, columns=list(SUBMISSION_COLUMNS))
     with open_catalog(study_dir) as con:
         con.register("new_rows", frame)
-        con.execute("INSERT INTO submissions SELECT * FROM new_rows")
+        con.execute("INSERT INTO submissions BY NAME SELECT * FROM new_rows")
         con.unregister("new_rows")
 
 
@@ -321,18 +342,38 @@ def eval_metrics(study_dir: Path) -> pd.DataFrame:
         ).df()
 
 
-def save_fit(study_dir: Path, name: str, settings: dict[str, Any], result: dict[str, Any]) -> str:
-    """Store a fit with its settings in ``fits``; returns its id."""
+def save_fit(
+    study_dir: Path,
+    name: str,
+    settings: dict[str, Any],
+    result: dict[str, Any],
+    group_key: str | None = None,
+) -> str:
+    """Store a fit with its settings in ``fits``; returns its id. ``group_key`` (``arch=mamba2``)
+    names the group of cells a grouped fit used; None: the whole study."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    fit_id = f"{name}-{now:%Y%m%dT%H%M%S%f}"
+    fit_id = f"{name}-{now:%Y%m%dT%H%M%S%f}" + (f"-{group_key}" if group_key else "")
+    row = {
+        "fit_id": fit_id,
+        "name": name,
+        "created_at": now,
+        "settings_json": json.dumps(settings, default=str),
+        "result_json": json.dumps(result, default=str),
+        "group_key": group_key,
+    }
     with open_catalog(study_dir) as con:
         con.execute(
-            "INSERT INTO fits VALUES (?, ?, ?, ?, ?)",
-            [fit_id, name, now, json.dumps(settings, default=str), json.dumps(result, default=str)],
+            f"INSERT INTO fits ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
         )
     return fit_id
 
 
 def fits(study_dir: Path) -> pd.DataFrame:
+    """The ``fits`` table (every column of :data:`FIT_COLUMNS`, also on a catalog not yet migrated)."""
     with open_catalog(study_dir, read_only=True) as con:
-        return con.execute("SELECT * FROM fits ORDER BY created_at").df()
+        df = con.execute("SELECT * FROM fits ORDER BY created_at").df()
+    for col in FIT_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    return df[list(FIT_COLUMNS)]

@@ -22,6 +22,7 @@ class FitSettings:
     bootstrap_scheme: str = "auto"  # analysis.choices.SCHEMES
     loss: str = "final"  # analysis.choices.LOSSES
     d_unit: str = "events"  # analysis.choices.D_UNITS
+    by: str | None = None  # analysis.choices.GROUP_BY: one law per group of cells (model family)
 
     @classmethod
     def for_form(cls, form: str, **kwargs: Any) -> FitSettings:
@@ -44,24 +45,45 @@ def fit_points(path: Path, settings: FitSettings) -> list[dict[str, Any]]:
 
 
 def fit_study(study_dir: Path, settings: FitSettings) -> list[dict[str, Any]]:
-    """Fit the study's finished cells and save every form's result in its catalog (``fits``)."""
+    """Fit the study's finished cells and save every form's result in its catalog (``fits``).
+
+    With ``settings.by`` (``arch``) one law per group of cells (``analysis.summary.summarise_groups``:
+    each result carries ``group``, e.g. ``arch=mamba2``, and its held-out-largest-size check), saved
+    with the group as the row's ``group_key``; every group is fitted before anything is saved.
+    """
     from analysis.inputs import from_cells
+    from analysis.summary import summarise_groups
 
     study_dir = Path(study_dir)
     if not study_dir.is_dir():
         raise StoreError(f"{study_dir}: no such study directory")
-    data = from_cells(catalog.finished_cells(study_dir), settings.loss, settings.d_unit, str(study_dir))
-    results = _summarise(data, settings)
+    _check(settings)
+    cells = catalog.finished_cells(study_dir)
+    if settings.by is None:
+        data = from_cells(cells, settings.loss, settings.d_unit, str(study_dir))
+        results = _summarise(data, settings)
+    else:
+        results = summarise_groups(
+            cells, settings.by, settings.forms, settings.method, settings.bootstrap,
+            scheme=settings.bootstrap_scheme, loss=settings.loss, d_unit=settings.d_unit,
+            source=str(study_dir),
+        )  # fmt: skip
     for res in results:
-        catalog.save_fit(study_dir, res["form"], settings.record(res["form"]), res)
+        catalog.save_fit(
+            study_dir, res["form"], settings.record(res["form"]), res, group_key=res.get("group")
+        )
     return results
+
+
+def _check(settings: FitSettings) -> None:
+    if settings.bootstrap < 0:
+        raise FitError(f"fit-laws: --bootstrap must be >= 0, got {settings.bootstrap}")
 
 
 def _summarise(data: Any, settings: FitSettings) -> list[dict[str, Any]]:
     from analysis.summary import summarise
 
-    if settings.bootstrap < 0:
-        raise FitError(f"fit-laws: --bootstrap must be >= 0, got {settings.bootstrap}")
+    _check(settings)
     return summarise(
         data, settings.forms, settings.method, settings.bootstrap, scheme=settings.bootstrap_scheme
     )
