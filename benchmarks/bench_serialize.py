@@ -74,8 +74,8 @@ def load_baseline(rev: str) -> types.ModuleType:
 
 
 def gun_events(n: int, seed: int = 1) -> list[Event]:
-    """Gun events of ≈ 840 hits on average (11–17 tracks: 836 hits with today's fast simulation;
-    10–15 tracks, used before 2026-12-01, gave 765)."""
+    """Gun events of ≈ 840 hits on average (11–18 tracks: 836 hits with today's fast simulation;
+    10–16 tracks, used before 2026-12-01, gave 765)."""
     return simulate_events(n, seed, gun=GunConfig(multiplicity=(11, 18)), sim=SimConfig())
 
 
