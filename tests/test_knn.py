@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fm4npp.data.knn as knn_mod
+from fm4npp.data import knn_numba
 from fm4npp.data.knn import knn_later, knn_later_ref
 
 
@@ -128,3 +129,69 @@ def test_fused_targets_equal_the_dense_reference_assembly(strict_r: bool, wrap_p
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
         assert fast[1].sum() > 0 or n == 1
+
+
+def _edge_events(rng: np.random.Generator) -> list[np.ndarray]:
+    """Events the pruning must get right: empty, fewer hits than k, φ on and across the seam
+    (0, 1, ±ε, outside [0, 1)), exact duplicates, every hit on two radii (ties across slabs), a
+    lattice (equal distances in many directions), and |φ| too large to prune."""
+    seam = np.stack([rng.uniform(0.3, 0.7, 400), rng.choice([0.0, 1.0, 1e-12, -1e-12, 1 - 1e-12, -0.5, 1.5], 400), rng.uniform(0, 1, 400)], axis=1)  # fmt: skip
+    dup = _event(300, rng, None)
+    dup[150:] = dup[:150]
+    two_r = _event(500, rng, None)
+    two_r[:, 2] = rng.choice([0.25, 0.75], 500)
+    g = np.arange(6) / 6
+    lattice = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    wide = _event(200, rng, None)
+    wide[::5, 1] *= 40.0
+    return [np.zeros((0, 3)), _event(1, rng, None), _event(5, rng, 8), seam, dup, two_r, lattice, wide]
+
+
+@pytest.mark.parametrize(
+    ("strict_r", "wrap_phi"), [(True, True), (True, False), (False, True), (False, False)]
+)
+@pytest.mark.parametrize("pos_kind", ["permutation", "r_rank", "sparse"])
+def test_fast_equals_dense_edge_cases(strict_r: bool, wrap_phi: bool, pos_kind: str) -> None:
+    """Seam, ties, duplicates, fewer than k later hits, empty events: exact agreement."""
+    rng = np.random.default_rng(17)
+    for c in _edge_events(rng):
+        n = len(c)
+        if pos_kind == "permutation":
+            pos = rng.permutation(n)
+        elif pos_kind == "r_rank":  # compat: rank in an r sort (equal radii in any order)
+            pos = np.empty(n, dtype=np.int64)
+            pos[np.argsort(c[:, 2] + rng.uniform(0, 1e-9, n))] = np.arange(n)
+        else:
+            pos = rng.choice(1 << 22, n, replace=False)
+        for k in (1, 7, 30):
+            ref_i, ref_d = knn_later_ref(c, pos, k, strict_r=strict_r, wrap_phi=wrap_phi)
+            i, d = knn_later(c, pos, k, strict_r=strict_r, wrap_phi=wrap_phi)
+            np.testing.assert_array_equal(i, ref_i, err_msg=f"n={n} k={k}")
+            np.testing.assert_array_equal(d, ref_d, err_msg=f"n={n} k={k}")
+            row = rng.permutation(n)
+            tgt = rng.normal(size=(n, 3)).astype(np.float32)
+            fast = knn_mod.knn_targets(c, pos, k, row, tgt, strict_r=strict_r, wrap_phi=wrap_phi)
+            ref = knn_mod.knn_targets_ref(c, pos, k, row, tgt, strict_r=strict_r, wrap_phi=wrap_phi)
+            for a, b in zip(fast, ref, strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"n={n} k={k}")
+
+
+def test_non_finite_coordinates_are_never_neighbours() -> None:
+    """NaN / inf coordinates (no pruning bound holds): the fused targets still equal the dense ones."""
+    rng = np.random.default_rng(4)
+    c = _event(300, rng, None)
+    c[::17, 0] = np.nan
+    c[5::23, 2] = np.inf
+    for strict_r in (True, False):
+        pos, row = rng.permutation(300), rng.permutation(300)
+        tgt = rng.normal(size=(300, 3)).astype(np.float32)
+        fast = knn_mod.knn_targets(c, pos, 12, row, tgt, strict_r=strict_r, wrap_phi=strict_r)
+        with np.errstate(invalid="ignore"):  # inf - inf in the dense reference
+            ref = knn_mod.knn_targets_ref(c, pos, 12, row, tgt, strict_r=strict_r, wrap_phi=strict_r)
+        for a, b in zip(fast, ref, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_key_bits_agree() -> None:
+    """The numba kernel and the numpy reference pack positions into the same low key bits."""
+    assert knn_mod._KEY_BITS == knn_numba.KEY_BITS

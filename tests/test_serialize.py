@@ -15,6 +15,7 @@ from fm4npp.data.schema import Event, make_hits
 from fm4npp.data.serialize import (
     ORDERS,
     PHI_SEAM_FIXED,
+    Mode,
     VoxelEdges,
     fit_edges,
     hilbert_key,
@@ -181,3 +182,59 @@ def test_space_filling_curves() -> None:
     walk = g[np.argsort(hilbert_key(g, 2))]
     assert np.all(np.abs(np.diff(walk, axis=0)).sum(1) == 1)  # Hilbert: unit steps only
     assert morton_key(np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]]), 1).tolist() == [4, 2, 1]
+
+
+def _edge_events(ev: Event) -> list[Event]:
+    """Empty, one hit, fewer hits than k, every hit twice (exact ties), hits on the φ seam of
+    either mode (φ = ±π and the fixed-mode seam φ_n = 1/24) at equal radii."""
+    h = ev.hits
+
+    def take(idx: np.ndarray) -> Event:
+        return Event(ev.event_id, {name: col[idx] for name, col in h.items()})
+
+    r = np.repeat(ROW_RADIUS_CM[[3, 3, 20, 40]], 6)
+    phi = np.tile(
+        [-math.pi, math.pi, -math.pi + 2 * math.pi / 24, 0.0, 1e-7 - math.pi, -1e-7 + math.pi], 4
+    )
+    seam = make_hits(
+        x=r * np.cos(phi), y=r * np.sin(phi), z=np.tile([0.0, 5.0, -5.0, 0.0, 1.0, 1.0], 4),
+        energy=np.full(24, 200.0), track_id=np.arange(24), pid=np.zeros(24), noise=np.zeros(24, bool),
+    )  # fmt: skip
+    return [
+        take(np.arange(0)),
+        take(np.arange(1)),
+        take(np.arange(5)),
+        take(np.concatenate([np.arange(ev.n_hits), np.arange(ev.n_hits)])),
+        Event(99, seam),
+    ]
+
+
+def _edges_through_hits(ev: Event, mode: Mode) -> VoxelEdges:
+    """Bin edges equal to coordinates of hits of ``ev`` (hits exactly on edges: side='left')."""
+    f = normalized_features(ev)[:, 1:].astype(np.float64)
+    offset = PHI_SEAM_FIXED if mode == "fixed" else 0.0
+    phi = np.mod(f[:, 1] - offset, 1.0) if offset else f[:, 1]
+
+    def pick(v: np.ndarray, nb: int) -> tuple[float, ...]:
+        inner = np.sort(v)[np.linspace(0, len(v) - 1, nb + 1).astype(int)[1:-1]]
+        return (0.0, *inner.tolist(), 1.0)
+
+    return VoxelEdges(pick(f[:, 0], 8), pick(phi, 8), pick(f[:, 2], 6), offset, 1)
+
+
+@pytest.mark.parametrize("mode", ["fixed", "compat"])
+@pytest.mark.parametrize("order", ["EPR", "RPE", "r", "hilbert"])
+def test_fast_serialization_edge_cases(events: list[Event], mode: Mode, order: str) -> None:
+    """The numba path equals the numpy + dense path on events that stress ties, the seam and
+    hits on bin edges."""
+    e = fit_edges(events, mode=mode)
+    for ev in [*_edge_events(events[0]), events[0]]:
+        if ev is events[0]:
+            e = _edges_through_hits(ev, mode)
+        for k in (1, 12):
+            fast = serialize_event(ev, e, order=order, mode=mode, k=k)
+            ref = serialize_event(ev, e, order=order, mode=mode, k=k, reference=True)
+            for name in ("feats", "perm", "targets", "target_mask", "nbr", "track_id", "pid"):
+                np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
+            np.testing.assert_array_equal(fast.noise, ref.noise)
+            assert fast.targets.shape == (ev.n_hits, k, 3)

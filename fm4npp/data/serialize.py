@@ -6,6 +6,7 @@ rule): ``fixed`` (default; SPEC §4.4) and ``compat`` (faithful to [R] ``dataset
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -17,9 +18,13 @@ from typing import Literal
 
 import numpy as np
 
-from fm4npp.data.knn import knn_targets, knn_targets_ref
+from fm4npp.data.knn import _HAVE_NUMBA, knn_targets, knn_targets_ref
+from fm4npp.data.knn import _KEY_BITS as KEY_BITS
 from fm4npp.data.schema import Event
 from fm4npp.errors import ConfigError, DataError, allowed_list
+
+if _HAVE_NUMBA:
+    from fm4npp.data import knn_numba, serialize_numba
 
 Mode = Literal["fixed", "compat"]
 
@@ -294,13 +299,80 @@ def serialize_event(
 ) -> SerializedEvent:
     """Serialize one event (SPEC §4.2 compat, §4.4 fixed) and compute its k-NNN targets (§5.1).
 
-    The targets come from the fused numba search :func:`knn_targets`; ``reference=True`` uses the dense
-    search and the numpy assembly instead (identical output; tests and benchmarks)."""
+    Numba does the normalisation, cell ranks and sequence sort (:mod:`fm4npp.data.serialize_numba`)
+    and the k-NNN search (:mod:`fm4npp.data.knn_numba`); ``reference=True`` runs the numpy pipeline
+    with the dense search instead (identical output, field by field; tests and benchmarks)."""
     _check_mode(mode)
     if k <= 0:
         raise ConfigError(f"serialize: k must be > 0, got {k}")
     if mode == "compat" and edges.phi_offset != 0.0:
         raise ConfigError("serialize: compat mode needs edges fitted in compat mode (phi_offset 0)")
+    if order not in ORDERS:
+        raise ConfigError(f"serialize: unknown order '{order}'; allowed: {allowed_list(ORDERS)}")
+    h = event.hits
+    if reference or not _HAVE_NUMBA or event.n_hits >= 1 << KEY_BITS:
+        feats, perm, targets, mask, nbr = _serialize_numpy(event, edges, order, mode, k, reference)
+    else:
+        feats, perm, targets, mask, nbr = _serialize_numba(event, edges, order, mode, k)
+    return SerializedEvent(
+        feats=feats[perm],
+        perm=perm,
+        targets=targets,
+        target_mask=mask,
+        nbr=nbr,
+        track_id=np.asarray(h["track_id"], dtype=np.int64)[perm],
+        pid=np.asarray(h["pid"], dtype=np.int8)[perm],
+        noise=np.asarray(h["noise"], dtype=bool)[perm],
+    )
+
+
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# normalized_features' (offset, scale) per feature, evaluated as it evaluates them (φ: + π)
+_NORM = np.array(
+    [
+        ENERGY_MEAN, ENERGY_STD, ETA_MIN, ETA_MAX - ETA_MIN,
+        math.pi, 2 * math.pi, R_MIN_CM, R_MAX_CM - R_MIN_CM,
+    ]
+)  # fmt: skip
+_AXES = {"eta": 0, "phi": 1, "r": 2}
+_NO_KEY = np.zeros(0, np.int64)
+
+
+@functools.lru_cache(maxsize=16)
+def _raster_args(edges: VoxelEdges, order: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bin edges (3, 9) of η, φ, r; their counts (3,); axes major → minor, empty for a curve or
+    the ``r`` order) for ``serialize_numba.raster_key``."""
+    axes = (edges.eta, edges.phi, edges.r)
+    table = np.zeros((3, max(len(e) for e in axes)))
+    for d, e in enumerate(axes):
+        table[d, : len(e)] = e
+    counts = np.array([len(e) for e in axes], dtype=np.int64)
+    dims = np.array([_AXES[d] for d in RASTER_ORDERS.get(order, ())], dtype=np.int64)
+    return table, counts, dims
+
+
+def _serialize_numba(event: Event, edges: VoxelEdges, order: str, mode: Mode, k: int) -> _Arrays:
+    """(feats in hit order, perm, targets, mask, nbr) through :mod:`fm4npp.data.serialize_numba`."""
+    h = event.hits
+    eta, phi, r = eta_phi_r(h["x"], h["y"], h["z"])
+    feats = serialize_numba.features(eta, phi, r, np.asarray(h["energy"], dtype=np.float64), _NORM)
+    table, counts, dims = _raster_args(edges, order)
+    # raster cell ranks are computed in numba (empty key here); curve keys in numpy
+    key = _NO_KEY if len(dims) else order_key(feats[:, 1:].astype(np.float64), edges, order)
+    fixed = mode == "fixed"
+    # compat ([R]): numpy's non-stable r sort defines the order of equal radii
+    rsort = _NO_KEY if fixed else np.argsort(feats[:, 3], kind="quicksort")
+    perm, inv, knn_pos, coords, tgt = serialize_numba.sequence(
+        feats, edges.phi_offset, table, counts, dims, key, rsort, fixed
+    )
+    _, _, targets, mask, nbr = knn_numba.search(coords, knn_pos, k, fixed, fixed, inv, tgt)
+    return feats, perm, targets, mask, nbr
+
+
+def _serialize_numpy(
+    event: Event, edges: VoxelEdges, order: str, mode: Mode, k: int, reference: bool
+) -> _Arrays:
+    """The same arrays in numpy (the reference; also the path without numba)."""
     feats = normalized_features(event)
     n = len(feats)
     coords = feats[:, 1:].astype(np.float64)
@@ -327,14 +399,4 @@ def serialize_event(
     targets, mask, nbr = targets_fn(
         coords, knn_pos, k, inv, feats[:, 1:], strict_r=fixed, wrap_phi=fixed
     )
-    h = event.hits
-    return SerializedEvent(
-        feats=feats[perm],
-        perm=perm,
-        targets=targets,
-        target_mask=mask,
-        nbr=nbr,
-        track_id=np.asarray(h["track_id"], dtype=np.int64)[perm],
-        pid=np.asarray(h["pid"], dtype=np.int8)[perm],
-        noise=np.asarray(h["noise"], dtype=bool)[perm],
-    )
+    return feats, perm, targets, mask, nbr
