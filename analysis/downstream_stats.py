@@ -179,13 +179,53 @@ def paired_table(
     return pd.DataFrame(rows, columns=cols)
 
 
+#: baselines an FM cell is compared with, headline first (SPEC §8: the random embedding is FM4NPP's
+#: adapter-only); ``adapter_only`` is matched to the FM cell's own size, ``hough`` learns nothing and is
+#: paired at every labelled-set size.
+BASELINES = ("random_embedding", "adapter_only", "hough")
+
+
+def fm_comparisons(events: pd.DataFrame, n_boot: int = 2000, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
+    """Every FM cell with per-event scores against every baseline it can be paired with (same test
+    events, same labelled-set size; Hough at every size): :func:`paired_table`'s columns with
+    ``b`` = the baseline's variant, plus the FM cell's ``model`` and ``n_params``."""
+    cols = ["task", "metric", "n_labelled", "model", "n_params", "a", "b", "value_a", "value_b", "delta",
+            "lo", "hi", "n_events", "verdict"]  # fmt: skip
+    if events is None or events.empty:
+        return pd.DataFrame(columns=cols)
+    ev = events.copy()
+    ev["n_labelled"] = ev["n_labelled"].astype(int)
+    fm = ev[ev["variant"] == "fm"]
+    sizes = sorted(fm["n_labelled"].unique())
+    label_free = ev[ev["variant"] == "hough"]
+    if len(label_free) and sizes:  # a label-free baseline sits beside every labelled-set size
+        ev = pd.concat([ev[ev["variant"] != "hough"]]
+                       + [label_free.assign(n_labelled=n) for n in sizes], ignore_index=True)  # fmt: skip
+    models = fm.drop_duplicates("cell_id").set_index("cell_id")
+    out = []
+    for cell, row in models.iterrows():
+        for base in BASELINES:
+            cell_ids = ev.loc[ev["variant"] == base, "cell_id"].unique()
+            if base == "adapter_only":  # the random-init backbone of the FM cell's own size
+                cell_ids = [c for c in cell_ids if str(c).endswith(f"-{row.get('model')}")]
+            for b_cell in cell_ids:
+                t = paired_table(ev, ("fm", str(cell)), (base, str(b_cell)), n_boot, seed, level)
+                if len(t):
+                    out.append(t.assign(b=base, model=row.get("model"), n_params=row.get("n_params")))
+    if not out:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(out, ignore_index=True)[cols]
+
+
 __all__ = [
+    "BASELINES",
     "EVENT_METRICS",
     "TASK_METRICS",
     "VARIANT_LABELS",
     "bootstrap_table",
     "event_bootstrap",
     "event_matrix",
+    "fm_comparisons",
     "paired_bootstrap",
     "paired_table",
     "seed_summary",

@@ -120,3 +120,56 @@ def isoflop_minima(iso: Any, fit: FitResult, k: float = 6.0) -> Figure | None:
     ax.set_title("N_opt(C): IsoFLOP minima vs the joint law", fontsize=10)
     ax.legend(fontsize=7)
     return fig
+
+
+#: panels of the label-efficiency figure: (task, metric) in page order
+LABEL_PANELS = (("tracking", "ari"), ("tracking", "efficiency"), ("pid", "accuracy"), ("noise", "accuracy"))
+_STYLE = {"fm": ("o", "-"), "random_embedding": ("s", "--"), "adapter_only": ("^", ":")}
+
+
+def label_efficiency(intervals: pd.DataFrame, n_params: dict[str, float] | None = None) -> Figure | None:
+    """Each task's headline metric vs labelled events (the data-efficiency curve, SPEC §10.4), every
+    learned variant with its 95% event-bootstrap interval, the label-free Hough finder as a band; from
+    :func:`analysis.downstream_stats.bootstrap_table`. None without two labelled-set sizes or no rows."""
+    from analysis.downstream_stats import VARIANT_LABELS
+
+    panels = [(t, m) for t, m in LABEL_PANELS if ((intervals["task"] == t) & (intervals["metric"] == m)).any()]
+    learned = intervals[intervals["variant"] != "hough"]
+    if not panels or learned["n_labelled"].nunique() < 2:
+        return None
+    cols = 2 if len(panels) > 1 else 1
+    rows_n = -(-len(panels) // cols)
+    fig = Figure(figsize=(3.3 * cols, 2.7 * rows_n + 0.4), layout="constrained")
+    grid = fig.subplots(rows_n, cols, squeeze=False)
+    axes = list(grid.ravel()[: len(panels)])
+    for spare in grid.ravel()[len(panels):]:
+        spare.set_axis_off()
+    for ax, (task, metric) in zip(axes, panels, strict=True):
+        rows = intervals[(intervals["task"] == task) & (intervals["metric"] == metric)]
+        for i, ((variant, cell), g) in enumerate(rows[rows["variant"] != "hough"].groupby(["variant", "cell_id"])):
+            g = g.sort_values("n_labelled")
+            marker, ls = _STYLE.get(str(variant), ("D", "-."))
+            size = (n_params or {}).get(str(cell))
+            label = VARIANT_LABELS.get(str(variant), str(variant)).split(" (")[0]
+            label += f", N = {size:.2g}" if size else ""
+            x = g["n_labelled"].to_numpy(float) * (1 + 0.03 * i)  # small offsets: intervals stay readable
+            y = g["value"].to_numpy(float)
+            err = np.vstack([y - g["lo"].to_numpy(float), g["hi"].to_numpy(float) - y])
+            ax.errorbar(x, y, yerr=np.clip(err, 0, None), marker=marker, ls=ls, capsize=3, ms=5, label=label)
+        hough = rows[rows["variant"] == "hough"]
+        if len(hough):
+            h = hough.iloc[0]
+            ax.axhline(h["value"], color="0.3", lw=1, label="Hough (no labels)")
+            ax.axhspan(h["lo"], h["hi"], color="0.3", alpha=0.12)
+        ax.set_xscale("log")
+        sizes = sorted(int(n) for n in learned["n_labelled"].unique())
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+        if ax in grid[-1]:
+            ax.set_xlabel("labelled training events")
+        ax.set_title(f"{task}: {metric}", fontsize=10)
+    for ax in grid[:, 0]:
+        ax.set_ylabel("test split")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Downstream vs labelled events: FM and baselines", fontsize=10)
+    return fig

@@ -55,7 +55,9 @@ class Analysis:
     design: pd.DataFrame | None = None  # runs ranked by α/β variance reduction per node-hour
     cell_counts: dict[str, int] = field(default_factory=dict)  # done / running / failed / planned
     cell_table: pd.DataFrame | None = None
-    extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # hook: downstream statistics
+    comparisons: pd.DataFrame | None = None  # downstream_stats.fm_comparisons (paired event bootstraps)
+    event_intervals: pd.DataFrame | None = None  # downstream_stats.bootstrap_table
+    extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # hook: tables of other modules
     families: dict[str, Any] = field(default_factory=dict)  # arch → families.FamilyFit (> 1 arch only)
 
 
@@ -136,12 +138,13 @@ def analyse(
     target_c: float | None = None,
     k: float = 6.0,
     cost: Callable[[str, float], float] | None = None,
-    paired: pd.DataFrame | None = None,
+    events: pd.DataFrame | None = None,
 ) -> Analysis:
     """Fit every form, attach uncertainty, validation, verdicts and next runs, build the figures (no I/O).
 
     ``cost(model, events) -> node-hours`` prices candidate runs (default: the study's planned node-hours
-    per ladder FLOP); ``paired`` is an optional FM − adapter-only comparison table for the verdicts.
+    per ladder FLOP); ``events`` are the per-event downstream scores (``catalog.eval_events``): event-bootstrap
+    intervals of every variant and the paired FM − baseline comparisons the verdicts use.
     """
     from analysis import verdicts
 
@@ -169,6 +172,8 @@ def analyse(
         )
     if evals is not None and len(evals):
         _guard(res, "downstream fits", lambda: _downstream(res, evals, cells))
+    if events is not None and len(events):
+        _guard(res, "downstream intervals", lambda: _event_statistics(res, events))
     if {"node_hours_planned", "wall_time_s"} <= set(cells.columns):
         res.figures["node_hours"] = _guard(res, "node-hours", lambda: plots_study.node_hours(cells))
     codes = [w.code for w in res.warnings]
@@ -179,7 +184,7 @@ def analyse(
     res.verdicts = [
         verdicts.power_law(res.intervals if res.fit else None, "N", codes, extra_n, res.holdout),
         verdicts.power_law(res.intervals if res.fit else None, "D", codes),
-        verdicts.fm_vs_adapter(res.prepared, paired=paired),
+        *(verdicts.fm_vs_adapter(res.prepared, task, paired=res.comparisons) for task in _tasks(res.prepared)),
         verdicts.bigger_is_better(res.prepared, saturated=sat),
     ]
     res.figures = {n: f for n, f in res.figures.items() if f is not None}
@@ -201,6 +206,27 @@ def plots_design_seed(data: FitData, curves: pd.DataFrame | None, delta: float |
     from analysis import plots_design
 
     return plots_design.seed_spread(data, curves, delta)
+
+
+def _tasks(prepared: pd.DataFrame | None) -> list[str]:
+    """The downstream tasks a study evaluated, tracking first (one FM-vs-adapter-only verdict each)."""
+    got = set() if prepared is None or prepared.empty else set(prepared["task"].astype(str))
+    return ["tracking"] + [t for t in ("pid", "noise") if t in got]
+
+
+def _event_statistics(res: Analysis, events: pd.DataFrame) -> None:
+    from analysis import plots_headline
+    from analysis.downstream_stats import bootstrap_table, fm_comparisons
+
+    res.comparisons = fm_comparisons(events)
+    res.event_intervals = bootstrap_table(events)
+    sizes = events.dropna(subset=["n_params"]).drop_duplicates("cell_id").set_index("cell_id")["n_params"]
+    fig = plots_headline.label_efficiency(res.event_intervals, sizes.astype(float).to_dict())
+    if fig is not None and res.prepared is not None and res.prepared.query("variant == 'fm'")["n_params"].nunique() < 2:
+        res.figures["headline_downstream"] = fig  # one evaluated size: the label curve says more than vs-N
+        res.settings["headline_downstream"] = "labels"
+    elif fig is not None:
+        res.figures["label_efficiency"] = fig
 
 
 def _downstream(res: Analysis, evals: pd.DataFrame, cells: pd.DataFrame) -> None:
@@ -381,7 +407,8 @@ def write_report(
     """Read the study's catalog and write ``<study>/report/index.html`` (or into ``out``).
 
     ``extra_tables`` (title → DataFrame, e.g. downstream statistics) get a section of their own; ``kwargs``
-    go to :func:`analyse` (``cost=`` the planner's node-hours, ``paired=`` FM − adapter-only comparisons).
+    go to :func:`analyse` (``cost=`` the planner's node-hours). Per-event downstream scores, where the
+    evaluations wrote them, give the paired FM − baseline comparisons.
     """
     study = Path(study_dir)
     if not study.is_dir():
@@ -399,7 +426,12 @@ def write_report(
         evals = catalog.eval_metrics(study)
     except Exception as err:  # noqa: BLE001
         problems.append(("downstream metrics", f"{type(err).__name__}: {err}"))
-    res = analyse(cells, curves, evals, **kwargs)
+    events = None
+    try:
+        events = catalog.eval_events(study)
+    except Exception as err:  # noqa: BLE001
+        problems.append(("per-event downstream scores", f"{type(err).__name__}: {err}"))
+    res = analyse(cells, curves, evals, events=events, **kwargs)
     res.failures += problems
     res.extra_tables.update(extra_tables or {})
     return render(res, Path(out or study / "report"), f"Scaling report: {study.name}")

@@ -162,8 +162,10 @@ def section_answer(res: Analysis, page: Page) -> str:
     )
     figs = page.figure("headline_loss", res.figures.get("headline_loss"),
                        "Loss vs N: joint law with 95% band, held-out largest size and next rungs", "headline")
-    figs += page.figure("headline_downstream", res.figures.get("headline_downstream"),
-                        "Primary downstream metric vs N with baselines", "headline-downstream")  # fmt: skip
+    caption = ("Downstream vs labelled events: FM and baselines, 95% event-bootstrap intervals"
+               if res.settings.get("headline_downstream") == "labels"
+               else "Primary downstream metric vs N with baselines")  # fmt: skip
+    figs += page.figure("headline_downstream", res.figures.get("headline_downstream"), caption, "headline-downstream")
     if not figs:
         figs = "<p class='sub'>No figure yet: the joint fit needs finished cells.</p>"
     return (_status_line(res) + law_html(res) + f"<table class='verdicts' id='verdict'>{rows}</table>"
@@ -265,9 +267,17 @@ def section_law(res: Analysis, page: Page) -> str:
 def section_downstream(res: Analysis, page: Page) -> str:
     if "downstream" not in res.figures and res.downstream is None:
         return ""
-    out = ["<h2>Downstream</h2>", page.figure("downstream", res.figures.get("downstream"))]
+    out = ["<h2>Downstream</h2>", page.figure("downstream", res.figures.get("downstream")),
+           page.figure("label_efficiency", res.figures.get("label_efficiency"),
+                       "Downstream vs labelled events, 95% event-bootstrap intervals")]  # fmt: skip
     if res.metric_fits:
         out.append(page.table(report_text.metric_fit_table(res.metric_fits), "Downstream fits", collapse=False))
+    if res.comparisons is not None and len(res.comparisons):
+        out.append(page.table(report_text.comparison_table(res.comparisons),
+                              "FM vs baselines on the same test events (paired event bootstrap, 95%)", collapse=False))  # fmt: skip
+    if res.event_intervals is not None and len(res.event_intervals):
+        out.append(page.table(report_text.event_interval_table(res.event_intervals),
+                              "Downstream metrics with 95% event-bootstrap intervals", collapse=True))  # fmt: skip
     out.append(page.table(res.downstream, "Downstream metrics (mean, seed sd)", collapse=True))
     return "".join(out)
 

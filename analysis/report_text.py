@@ -132,3 +132,35 @@ def metric_fit_table(fits: list[Any]) -> pd.DataFrame:
         for mf in fits
     ]
     return pd.DataFrame(rows)
+
+
+def _variant_label(variant: str) -> str:
+    from analysis.downstream_stats import VARIANT_LABELS
+
+    return VARIANT_LABELS.get(variant, variant)
+
+
+def comparison_table(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """FM − baseline on the same test events, one row per task, metric, labelled-set size and baseline:
+    both values, the difference with its paired 95% interval and whether it excludes 0."""
+    c = comparisons.sort_values(["task", "metric", "n_params", "b", "n_labelled"])
+    return pd.DataFrame({
+        "task": c["task"], "metric": c["metric"], "labelled events": c["n_labelled"].astype(int),
+        "FM size": c["model"].fillna(""), "baseline": c["b"].map(_variant_label),
+        "FM": c["value_a"], "baseline value": c["value_b"], "FM − baseline": c["delta"],
+        "95% interval": [f"[{lo:.3g}, {hi:.3g}]" for lo, hi in zip(c["lo"], c["hi"], strict=True)],
+        "verdict": c["verdict"].map({"a better": "FM better", "b better": "baseline better",
+                                     "not resolved": "not resolved"}),
+        "events": c["n_events"].astype(int),
+    })  # fmt: skip
+
+
+def event_interval_table(intervals: pd.DataFrame) -> pd.DataFrame:
+    """Every variant's headline metrics on the test split with their 95% event-bootstrap interval."""
+    t = intervals.sort_values(["task", "metric", "variant", "cell_id", "n_labelled"])
+    return pd.DataFrame({
+        "task": t["task"], "metric": t["metric"], "variant": t["variant"].map(_variant_label),
+        "cell": t["cell_id"], "labelled events": t["n_labelled"].astype(int), "value": t["value"],
+        "95% interval": [f"[{lo:.3g}, {hi:.3g}]" for lo, hi in zip(t["lo"], t["hi"], strict=True)],
+        "events": t["n_events"].astype(int),
+    })  # fmt: skip

@@ -26,12 +26,12 @@ from analysis.downstream_stats import paired_table, seed_summary
 from fm4npp.config.schema import DataConfig, EvalConfig, RunConfig, TrainConfig
 from fm4npp.model import ladder
 from fm4npp.model.embedding import NerfEmbedding
+from fm4npp.store.rundir import EVENT_COLUMNS
 from fm4npp.train.downstream import (
-    EVENT_COLUMNS,
     add_probe,
     build_backbone,
     feature_sets,
-    hough_rows,
+    hough_tables,
     load_labelled,
     run_adapter_tables,
 )
@@ -108,7 +108,9 @@ def main() -> None:
             run("adapter_only", f"baseline-adapter_only-{m}", backbone_feature_fn(build_backbone(cfg, m, 0)))
     if "hough" in args.variants:
         t0 = time.perf_counter()
-        metrics.append(pd.DataFrame(hough_rows(data.test[0], ev.min_hits)))
+        hough = hough_tables(data.test[0], ev.min_hits)
+        metrics.append(pd.DataFrame(hough.metrics))
+        events.append(pd.DataFrame(hough.events))
         metrics[-1].to_parquet(out / "metrics-baseline-hough.parquet")
         walls.append({"variant": "hough", "cell_id": "baseline-hough", "features_s": 0.0,
                       "adapters_s": time.perf_counter() - t0, "probe_s": 0.0})  # fmt: skip

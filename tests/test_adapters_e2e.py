@@ -4,6 +4,7 @@ study baselines (adapter-only, random embedding, Hough) in ``baselines/eval``.""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -118,12 +119,37 @@ def test_evaluate_baselines(study: tuple[Path, RunConfig]) -> None:
     assert ms.iloc[0] > 0
     eff = hough[hough["metric"] == "efficiency"]["value"].iloc[0]
     assert eff > 0.5  # clean gun events from the beam line: the classical finder works
+    # Hough's per-event scores (label-free: n_labelled 0) pool back to its efficiency, for paired tests
+    ev = pd.read_parquet(out / "events" / "hough.parquet")
+    assert set(ev["n_labelled"]) == {0}
+    assert ev["event_id"].nunique() == N_TEST
+    wide = ev.pivot_table(index="event_id", columns="metric", values="value")
+    assert np.isclose(wide["n_found"].sum() / wide["n_particles"].sum(), eff)
     ao = pd.read_parquet(out / "adapter_only-q1.parquet")
     assert set(ao["variant"]) == {"adapter_only"}
     assert set(ao["cell_id"]) == {"baseline-adapter_only-q1"}
     assert set(ao["task"]) == {"tracking", "noise", "probe"}
     re = pd.read_parquet(out / "random_embedding.parquet")
     assert set(re["variant"]) == {"random_embedding"}
+
+
+def test_steps_budget_gives_every_labelled_size_the_same_steps(
+    study: tuple[Path, RunConfig], tmp_path: Path
+) -> None:
+    """eval.budget: steps — 8 labelled events train 2× the epochs of 16 (patience never triggers here),
+    so both fits run the same number of optimiser steps; the default (epochs) halves them."""
+    root, cfg = study
+    steps = {}
+    for budget in ("steps", "epochs"):
+        ev = replace(cfg.eval, tasks=("noise",), seeds=(0,), probe=False, budget=budget)
+        run_dir = tmp_path / budget
+        shutil.copytree(root / "runs" / cfg.cell_id, run_dir)
+        evaluate_cell(replace(cfg, eval=ev), run_dir)
+        df = pd.read_parquet(run_dir / "eval" / "downstream.parquet")
+        sel = df[df["metric"] == "steps"].set_index("n_labelled")["value"]
+        steps[budget] = (sel[8], sel[16])
+    assert steps["steps"][0] == steps["steps"][1] > 0
+    assert steps["epochs"][0] * 2 == steps["epochs"][1]
 
 
 def test_cli_evaluate_cell_and_errors(

@@ -95,11 +95,24 @@ def test_downstream_verdicts() -> None:
     assert verdicts.bigger_is_better(_evals(0.1, 2)).status == verdicts.SUPPORTED
     assert verdicts.bigger_is_better(_evals(0.1, 2, slope=-0.05)).status == verdicts.NOT_SUPPORTED
     assert verdicts.bigger_is_better(_evals(0.1, 2, slope=0.0)).status == verdicts.INCONCLUSIVE
-    paired = pd.DataFrame({"task": ["tracking"], "metric": ["ari"], "n_params": [1e5], "diff": [0.02],
-                           "lo": [0.01], "hi": [0.03]})  # fmt: skip
+    # paired event bootstraps (analysis.downstream_stats.fm_comparisons): the largest size, the fewest
+    # labels, the random embedding before the random-init backbone
+    paired = pd.DataFrame({
+        "task": "tracking", "metric": "ari", "n_labelled": [50, 800, 50, 50],
+        "model": ["q3", "q3", "q1", "q3"], "n_params": [5e4, 5e4, 5e3, 5e4],
+        "b": ["random_embedding", "random_embedding", "random_embedding", "adapter_only"],
+        "delta": [0.02, -0.01, -0.2, -0.3], "lo": [0.01, -0.03, -0.3, -0.4], "hi": [0.03, 0.01, -0.1, -0.2],
+        "n_events": 200})  # fmt: skip
     v = verdicts.fm_vs_adapter(_evals(0.1, 1), paired=paired)
     assert v.status == verdicts.SUPPORTED
+    assert v.claim == "FM beats adapter-only (random embedding) (tracking ari)"
     assert "paired" in v.interval
+    assert "50 labelled" in v.interval
+    assert "q3" in v.evidence
+    assert "with 800 labelled events" in v.evidence
+    only_backbone = verdicts.fm_vs_adapter(_evals(0.1, 1), paired=paired[paired["b"] == "adapter_only"])
+    assert only_backbone.status == verdicts.NOT_SUPPORTED
+    assert "random-init backbone" in only_backbone.claim
     assert verdicts.fm_vs_adapter(None).status == verdicts.INCONCLUSIVE
 
 

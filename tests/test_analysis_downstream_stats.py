@@ -9,6 +9,7 @@ from analysis.downstream_stats import (
     bootstrap_table,
     event_bootstrap,
     event_matrix,
+    fm_comparisons,
     paired_bootstrap,
     paired_table,
     seed_summary,
@@ -97,3 +98,28 @@ def test_tables_pair_only_common_events_and_sizes() -> None:
     ari = paired[paired["metric"] == "ari"].iloc[0]
     assert np.isclose(ari["delta"], 0.85 - 0.45)
     assert ari["verdict"] == "a better"
+
+
+def test_fm_comparisons_pair_each_fm_cell_with_its_baselines() -> None:
+    """The random embedding and Hough against every FM cell; the random-init backbone only against the
+    FM cell of its own size; Hough (label-free, n_labelled 0) at every labelled-set size."""
+    track = {"ari": [0.9, 0.8], "n_found": [1, 1], "n_particles": [1, 1], "n_matched": [1, 1], "n_tracks": [1, 1]}
+    low = {"ari": [0.5, 0.4], "n_found": [0, 1], "n_particles": [1, 1], "n_matched": [0, 1], "n_tracks": [1, 1]}
+    parts = []
+    for model in ("q1", "q3"):
+        for n in (50, 200):
+            parts.append(_events("fm", track).assign(cell_id=f"{model}-cell", n_labelled=n, model=model,
+                                                     n_params={"q1": 5e3, "q3": 5e4}[model]))  # fmt: skip
+            parts.append(_events("adapter_only", low).assign(cell_id=f"baseline-adapter_only-{model}", n_labelled=n))
+            parts.append(_events("random_embedding", low).assign(cell_id="baseline-random_embedding", n_labelled=n))
+    parts.append(_events("hough", low).assign(cell_id="baseline-hough", n_labelled=0))
+    t = fm_comparisons(pd.concat(parts), n_boot=50)
+    ari = t[t["metric"] == "ari"]
+    assert len(ari) == 2 * 2 * 3  # 2 FM cells × 2 label counts × 3 baselines
+    assert set(ari.loc[ari["b"] == "hough", "n_labelled"]) == {50, 200}
+    backbone = ari[ari["b"] == "adapter_only"]
+    assert {(m, c.split("/")[1]) for m, c in zip(backbone["model"], backbone["a"], strict=True)} == {
+        ("q1", "q1-cell"), ("q3", "q3-cell")}  # fmt: skip
+    assert np.allclose(ari["delta"], 0.85 - 0.45)
+    assert (ari["n_params"].isin([5e3, 5e4])).all()
+    assert fm_comparisons(pd.DataFrame()).empty

@@ -217,3 +217,47 @@ def test_extra_tables_and_sections_slot_in(tmp_path: Path) -> None:
     text = index.read_text(encoding="utf-8")
     assert text.index("<h2>Custom</h2>") < text.index("<h2>Downstream statistics</h2>") < text.index("<h2>Study status")
     assert (tmp_path / "hooks" / "label_efficiency.csv").read_text().splitlines()[1] == "100,0.4"
+
+
+def test_paired_event_comparisons_drive_the_downstream_verdicts(tmp_path: Path) -> None:
+    """Per-event scores: FM 0.05 ARI above the random embedding on every event (events vary by ±0.2), PID
+    accuracy equal → tracking 'supported' against the random embedding (FM4NPP's adapter-only), PID
+    'inconclusive'; the paired table and the event-bootstrap table are on the page."""
+    cells, curves, evals = synthetic_study()
+    top = cells.loc[cells["n_params"].idxmax()]
+    evals = pd.concat([evals, pd.DataFrame({
+        "cell_id": [top["cell_id"], "baseline-random_embedding"], "variant": ["fm", "random_embedding"],
+        "n_params": [top["n_params"], np.nan], "value": 0.7, "task": "pid", "metric": "accuracy", "seed": 0,
+        "n_labelled": 1000})])  # fmt: skip
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.3, 0.7, 300)
+    rows = []
+    for variant, cell, shift in (("fm", top["cell_id"], 0.05), ("random_embedding", "baseline-random_embedding", 0.0)):
+        for e, b in enumerate(base):
+            rows.append({"task": "tracking", "metric": "ari", "value": b + shift})
+            for m, v in (("n_found", 1.0), ("n_particles", 1.0), ("n_matched", 1.0), ("n_tracks", 1.0)):
+                rows.append({"task": "tracking", "metric": m, "value": v})
+            rows += [{"task": "pid", "metric": "n_points", "value": 10.0},
+                     {"task": "pid", "metric": "n_correct", "value": float(7 + (e % 3 == 0))}]  # fmt: skip
+            for r in rows[-7:]:
+                r.update(variant=variant, cell_id=cell, event_id=e, seed=0, n_labelled=1000)
+    events = pd.DataFrame(rows)
+    events = pd.concat([events, events.assign(n_labelled=100)], ignore_index=True)  # a label curve
+    events["model"] = events["cell_id"].map({top["cell_id"]: top["model"]})
+    events["n_params"] = events["cell_id"].map({top["cell_id"]: top["n_params"]})
+    index = build_report(cells, tmp_path / "paired", curves, evals, n_boot=0, events=events)
+    text = index.read_text(encoding="utf-8")
+    first = text[: text.index("What to run next")]
+    assert "FM beats adapter-only (random embedding) (tracking ari)" in first
+    assert "paired event bootstrap, 100 labelled events" in first  # the fewest labels decide
+    badges = re.findall(r"<span class='badge ([a-z-]+)'>", first)
+    assert badges[2:4] == ["supported", "inconclusive"], badges  # tracking, then pid
+    assert "FM vs baselines on the same test events (paired event bootstrap, 95%)" in text
+    table = pd.read_csv(tmp_path / "paired" / "fm_vs_baselines_on_the_same_test_events_paired_event_bootstrap_95.csv")
+    ari = table[(table["metric"] == "ari")].iloc[0]
+    assert ari["FM − baseline"] == pytest.approx(0.05)
+    assert ari["verdict"] == "FM better"
+    assert "Downstream metrics with 95% event-bootstrap intervals" in text
+    # several FM sizes in the study: metric vs N stays the headline, the label curve goes below
+    assert re.findall(r'<img alt="([^"]+)"', first)[1] == "headline_downstream"
+    assert '<img alt="label_efficiency"' in text

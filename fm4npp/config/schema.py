@@ -205,6 +205,10 @@ class EvalConfig:
     )
     patience: int = 5  # early stop after this many epochs without a better validation loss
     min_epochs: int = 0  # ... but never before this many epochs (SPEC §8: 60 tracking, 20 point heads)
+    # epochs: every labelled-set size trains up to ``epochs`` (FM4NPP: fewer labels, fewer steps);
+    # steps: every size gets the optimiser steps of the largest (epochs, min_epochs and patience × the
+    # ratio of the sizes), so a comparison at few labels is not one between two shorter fits
+    budget: Literal["epochs", "steps"] = "epochs"
     probe: bool = True  # also run the fast edge probe (fm4npp.eval.probe) on every evaluated backbone
 
     def __post_init__(self) -> None:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from fm4npp.errors import StoreError
 from fm4npp.store.integrity import metrics_part_problem, read_summary_checked, run_problem
-from fm4npp.store.rundir import EVAL_COLUMNS, METRIC_COLUMNS, RunDir
+from fm4npp.store.rundir import EVAL_COLUMNS, EVENT_COLUMNS, METRIC_COLUMNS, RunDir
 
 CELL_COLUMNS = {
     "cell_id": "VARCHAR PRIMARY KEY",
@@ -68,6 +68,7 @@ SUBMISSION_COLUMNS = {
 }
 
 EVAL_GLOBS = ("runs/*/eval/*.parquet", "baselines/eval/*.parquet")
+EVENT_GLOBS = ("runs/*/eval/events/*.parquet", "baselines/eval/events/*.parquet")
 
 FIT_COLUMNS = {
     "fit_id": "VARCHAR",
@@ -191,6 +192,10 @@ def _refresh_views(con: duckdb.DuckDBPyConnection, study_dir: Path) -> None:
 
 
 def _eval_readable(path: Path) -> bool:
+    return _readable(path, EVAL_COLUMNS)
+
+
+def _readable(path: Path, columns: tuple[str, ...]) -> bool:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -198,7 +203,7 @@ def _eval_readable(path: Path) -> bool:
         names = pq.read_schema(path).names
     except (OSError, pa.ArrowException):
         return False
-    return all(c in names for c in EVAL_COLUMNS)
+    return all(c in names for c in columns)
 
 
 @dataclass(frozen=True)
@@ -339,6 +344,20 @@ def eval_metrics(study_dir: Path) -> pd.DataFrame:
     with open_catalog(study_dir) as con:
         return con.execute(
             "SELECT e.*, c.model, c.n_params FROM evals e LEFT JOIN cells c USING (cell_id)"
+        ).df()
+
+
+def eval_events(study_dir: Path) -> pd.DataFrame:
+    """Per-event downstream scores of runs and baselines (``EVENT_COLUMNS``; files without them are left
+    out), with the cell's model and N (NaN for baselines). Empty when nothing has per-event scores."""
+    root = Path(study_dir).resolve()
+    parts = [p for pat in EVENT_GLOBS for p in sorted(root.glob(pat)) if _readable(p, EVENT_COLUMNS)]
+    if not parts:
+        return pd.DataFrame(columns=[*EVENT_COLUMNS, "model", "n_params"])
+    with open_catalog(study_dir) as con:
+        return con.execute(
+            f"SELECT e.*, c.model, c.n_params FROM (SELECT {', '.join(EVENT_COLUMNS)} FROM "
+            f"read_parquet({_path_list(parts)}, union_by_name = true)) e LEFT JOIN cells c USING (cell_id)"
         ).df()
 
 

@@ -46,6 +46,9 @@ METRIC_COLUMNS = (
 
 #: Columns of every ``eval/*.parquet`` (long format, one row per metric value).
 EVAL_COLUMNS = ("cell_id", "variant", "task", "metric", "value", "seed", "n_labelled")
+#: ``eval/events/<name>.parquet``: per-event scores of every fit on the test split (long format), for
+#: seed means, event bootstraps and paired event bootstraps (analysis/downstream_stats.py).
+EVENT_COLUMNS = ("cell_id", "variant", "task", "n_labelled", "seed", "event_id", "metric", "value")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ paired. Rows follow :data:`fm4npp.store.rundir.EVAL_COLUMNS` (long format, one r
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +35,10 @@ from fm4npp.data.shards import ShardSet
 from fm4npp.data.tiers import Splits, nested_subset
 from fm4npp.errors import StoreError
 from fm4npp.eval.hough import find_tracks_event
-from fm4npp.eval.metrics_tracking import MatchConfig, TrackingEvent, evaluate_tracking
+from fm4npp.eval.metrics_tracking import MatchConfig, TrackingEvent, evaluate_tracking, event_counts
 from fm4npp.model import ladder
 from fm4npp.store.catalog import baselines_dir
-from fm4npp.store.rundir import EVAL_COLUMNS, RunDir
+from fm4npp.store.rundir import EVAL_COLUMNS, EVENT_COLUMNS, RunDir
 from fm4npp.train.adapter_fit import (
     FitLog,
     FitSettings,
@@ -115,9 +116,6 @@ def _empty_rows() -> Rows:
     return {c: [] for c in EVAL_COLUMNS}
 
 
-#: ``eval/events/<name>.parquet``: per-event scores of every fit on the test split (long format), for
-#: seed means, event bootstraps and paired event bootstraps (analysis/downstream_stats.py).
-EVENT_COLUMNS = ("cell_id", "variant", "task", "n_labelled", "seed", "event_id", "metric", "value")
 #: ``eval/curves/<name>.parquet``: one row per adapter epoch (training curves for the report).
 CURVE_COLUMNS = ("cell_id", "variant", "task", "n_labelled", "seed", "epoch", "step", "train_loss",
                  "val_loss", "lr")  # fmt: skip
@@ -171,12 +169,27 @@ def _add_curve(rows: Rows, key: tuple[str, str, str, int, int], fit: FitLog) -> 
             rows[col].append(v)
 
 
-def fit_settings(cfg: RunConfig, task: str, seed: int, head_width: int | None = None) -> FitSettings:
-    """One recipe for every variant (SPEC §11 #10): ``cfg.eval``'s budget, early stopping and head."""
+def fit_settings(
+    cfg: RunConfig, task: str, seed: int, head_width: int | None = None, epoch_scale: float = 1.0
+) -> FitSettings:
+    """One recipe for every variant (SPEC §11 #10): ``cfg.eval``'s budget, early stopping and head;
+    ``epoch_scale`` multiplies the epoch counts (:func:`epoch_scale`)."""
     ec = cfg.eval
-    return FitSettings(task=task, epochs=ec.epochs, batch_events=ec.batch_events, lr=ec.lr, seed=seed,
+
+    def scaled(epochs: int) -> int:
+        return math.ceil(epochs * epoch_scale)
+
+    return FitSettings(task=task, epochs=scaled(ec.epochs), batch_events=ec.batch_events, lr=ec.lr, seed=seed,
                        n_queries=ec.n_queries, head_width=head_width or ec.head_width, mode=cfg.train.mode,
-                       patience_epochs=ec.patience, min_epochs_abs=ec.min_epochs)  # fmt: skip
+                       patience_epochs=scaled(ec.patience), min_epochs_abs=scaled(ec.min_epochs))  # fmt: skip
+
+
+def epoch_scale(cfg: RunConfig, n_train: int, subsets: dict[int, np.ndarray]) -> float:
+    """``eval.budget: steps``: a labelled set of ``n_train`` events trains for as many optimiser steps as
+    the largest set (epochs × largest / n_train); ``epochs``: 1 (the same epochs for every size)."""
+    if cfg.eval.budget != "steps" or n_train <= 0:
+        return 1.0
+    return max(len(ids) for ids in subsets.values()) / n_train
 
 
 def run_adapter_tables(cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[int, np.ndarray], cell_id: str,
@@ -189,7 +202,7 @@ def run_adapter_tables(cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[
         for n, ids in sorted(subsets.items()):
             train = sets["pool"] if len(ids) == len(sets["pool"]) else sets["pool"].select(ids)
             for seed in ec.seeds:
-                s = fit_settings(cfg, task, seed, head_width)
+                s = fit_settings(cfg, task, seed, head_width, epoch_scale(cfg, len(train), subsets))
                 model, fit = fit_adapter(train, sets["val"], s, device)
                 preds = predict(task, model, sets["test"], ec.batch_events, device, fit.threshold)
                 metrics = task_metrics(task, sets["test"], preds, ec.min_hits)
@@ -303,8 +316,9 @@ def baseline_cell_id(variant: str, model: str | None = None) -> str:
     return f"baseline-{variant}" + (f"-{model}" if model else "")
 
 
-def hough_rows(events: list[Event], min_hits: int) -> Rows:
-    """Classical finder on ``events`` (SPEC §10.4): tracking metrics plus ``ms_per_event``."""
+def hough_tables(events: list[Event], min_hits: int) -> Tables:
+    """Classical finder on ``events`` (SPEC §10.4): tracking metrics plus ``ms_per_event``, and per-event
+    scores (labelled-set size 0: it learns nothing) for paired comparisons with the adapters."""
     tracking, elapsed = [], 0.0
     for e in events:
         t = time.perf_counter()
@@ -315,14 +329,17 @@ def hough_rows(events: list[Event], min_hits: int) -> Rows:
         tracking.append(
             TrackingEvent(truth=np.asarray(e.hits["track_id"]), pred=pred, particles=parts or None)
         )
-    metrics = evaluate_tracking(
-        tracking, MatchConfig(min_track_hits=min_hits, min_particle_hits=min_hits)
-    )
+    config = MatchConfig(min_track_hits=min_hits, min_particle_hits=min_hits)
+    metrics = evaluate_tracking(tracking, config)
     scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     scalars["ms_per_event"] = 1000.0 * elapsed / max(len(events), 1)
-    rows = _empty_rows()
-    _add(rows, baseline_cell_id("hough"), "hough", "tracking", scalars, 0, 0)
-    return rows
+    out, cell = Tables(), baseline_cell_id("hough")
+    _add(out.metrics, cell, "hough", "tracking", scalars, 0, 0)
+    per_event = [event_counts(ev.truth, ev.pred, config) for ev in tracking]
+    scores = {k: np.array([row[k] for row in per_event], np.float64) for k in per_event[0]} if per_event else {}
+    scores["event_id"] = np.array([e.event_id for e in events], np.int64)
+    _add_events(out.events, (cell, "hough", "tracking", 0, 0), scores)
+    return out
 
 
 def evaluate_baselines(study_dir: Path, cfg_template: RunConfig, models: list[str]) -> None:
@@ -340,7 +357,7 @@ def evaluate_baselines(study_dir: Path, cfg_template: RunConfig, models: list[st
     device = _device()
     data = load_labelled(cfg)
     if "hough" in cfg.eval.baselines:
-        rd.write_eval("hough", hough_rows(data.test[0], cfg.eval.min_hits))
+        hough_tables(data.test[0], cfg.eval.min_hits).write(rd, "hough")
     if "adapter_only" in cfg.eval.baselines:
         for name in models:
             model = build_backbone(cfg, name, cfg.seed).to(device)  # random init, frozen, same size
