@@ -2,9 +2,9 @@
 padding collate with boolean masks, and a deterministic, resumable event-order sampler.
 
 Padding (SPEC §11 #4): every per-hit tensor is padded at the end of the sequence (SPEC §5.3: the causal
-scan never mixes it into valid hits) and the padding is described by ``valid`` and ``target_mask``,
-never by a sentinel value. Padded entries are zero and carry no meaning: consumers select with the
-masks, so padding never becomes a label, an instance or a target.
+scan never mixes it into valid hits) and the padding is described by ``valid`` and the target mask,
+never by a sentinel value. Padded entries are zero (``nbr``: -1, "no neighbour") and carry no
+meaning: consumers select with the masks, so padding never becomes a label, an instance or a target.
 """
 
 from __future__ import annotations
@@ -32,15 +32,21 @@ READ_CHUNK_EVENTS = 1024  # events per shard read when filling the cache (bounds
 class Batch:
     """A padded batch of B events of at most L hits, k neighbours each.
 
-    feats (B, L, 4) float32 = [E_n, η_n, φ_n, r_n]; valid (B, L) bool; targets (B, L, k, 3) float32;
-    target_mask (B, L, k) bool (False for missing neighbours and for padded hits); track_id (B, L) int64;
-    pid (B, L) int64; noise (B, L) bool. Padded positions hold zeros: select with ``valid``.
+    feats (B, L, 4) float32 = [E_n, η_n, φ_n, r_n]; valid (B, L) bool; nbr (B, L, k) int32 sequence
+    positions of each hit's k nearest later neighbours in its own event, -1 for missing neighbours
+    and padded hits; track_id (B, L) int64; pid (B, L) int64; noise (B, L) bool. Padded positions
+    hold zeros: select with ``valid``.
+
+    The batch carries neighbour positions, not the (B, L, k, 3) targets: a target is the
+    neighbour's own (η_n, φ_n, r_n), so :meth:`neighbour_targets` gathers it from ``feats`` on the
+    device the batch is on. Measured (issue 13, k = 30): the targets were ≈ 3/4 of a micro-batch's
+    bytes, and zero-filling them and handing them from a loader worker to the training process
+    through shared memory cost ≈ 17 % of a worker's throughput.
     """
 
     feats: torch.Tensor
     valid: torch.Tensor
-    targets: torch.Tensor
-    target_mask: torch.Tensor
+    nbr: torch.Tensor
     track_id: torch.Tensor
     pid: torch.Tensor
     noise: torch.Tensor
@@ -65,6 +71,22 @@ class Batch:
         return int(self.valid.sum())
 
     @property
+    def target_mask(self) -> torch.Tensor:
+        """(B, L, k) bool: the neighbour exists (False for missing neighbours and padded hits)."""
+        return self.nbr >= 0
+
+    def neighbour_targets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(targets (B, L, k, 3) float32, target_mask (B, L, k) bool) of the k-NNN objective (SPEC
+        §5.1): ``feats[b, nbr[b, i, m], 1:4]``, exactly 0 where the neighbour is missing, on this
+        batch's device. Equal, bit for bit, to the dense targets of the reference serialization."""
+        b, length, k = self.nbr.shape
+        mask = self.target_mask
+        index = torch.where(mask, self.nbr, 0).long().view(b, length * k, 1).expand(-1, -1, 3)
+        coords = self.feats[..., 1:4]
+        targets = torch.gather(coords, 1, index).view(b, length, k, 3)
+        return torch.where(mask.unsqueeze(-1), targets, torch.zeros((), dtype=coords.dtype)), mask
+
+    @property
     def n_targets(self) -> int:
         """Existing neighbour targets: the denominator of the masked MSE (SPEC §5.1)."""
         return int(self.target_mask.sum())
@@ -81,30 +103,29 @@ def collate(events: Sequence[SerializedEvent], pad_to: int | None = None) -> Bat
     if not events:
         raise ValueError("collate: empty batch")
     lengths = [len(e.feats) for e in events]
-    b, k = len(events), int(events[0].targets.shape[1])
+    b, k = len(events), int(events[0].nbr.shape[1])
     length = max([*lengths, pad_to or 0, 1])
+    if length >= np.iinfo(np.int32).max:
+        raise ValueError(f"collate: {length} hits per event do not fit int32 neighbour positions")
     feats = np.zeros((b, length, 4), np.float32)
     valid = np.zeros((b, length), bool)
-    targets = np.zeros((b, length, k, 3), np.float32)
-    target_mask = np.zeros((b, length, k), bool)
+    nbr = np.full((b, length, k), -1, np.int32)
     track_id = np.zeros((b, length), np.int64)
     pid = np.zeros((b, length), np.int64)
     noise = np.zeros((b, length), bool)
     for i, (e, n) in enumerate(zip(events, lengths, strict=True)):
-        if e.targets.shape[1] != k:
-            raise ValueError(f"collate: events with k={k} and k={e.targets.shape[1]} in one batch")
+        if e.nbr.shape[1] != k:
+            raise ValueError(f"collate: events with k={k} and k={e.nbr.shape[1]} in one batch")
         feats[i, :n] = e.feats
         valid[i, :n] = True
-        targets[i, :n] = e.targets
-        target_mask[i, :n] = e.target_mask
+        nbr[i, :n] = e.nbr
         track_id[i, :n] = e.track_id
         pid[i, :n] = e.pid
         noise[i, :n] = e.noise
     return Batch(
         feats=torch.from_numpy(feats),
         valid=torch.from_numpy(valid),
-        targets=torch.from_numpy(targets),
-        target_mask=torch.from_numpy(target_mask),
+        nbr=torch.from_numpy(nbr),
         track_id=torch.from_numpy(track_id),
         pid=torch.from_numpy(pid),
         noise=torch.from_numpy(noise),
@@ -114,9 +135,8 @@ def collate(events: Sequence[SerializedEvent], pad_to: int | None = None) -> Bat
 class SerializedEvents(Dataset["SerializedEvent"]):
     """Events of ``event_ids`` serialized once (order, mode, k) and cached in this process's memory.
 
-    A serialized event costs ≈ 21·k bytes per hit (targets, neighbour indices, mask; ≈ 0.5 MB at
-    840 hits, k = 30),
-    so ``cache=False`` (serialize on every access) is for tiers too large to hold.
+    A serialized event costs ≈ 8·k bytes per hit (neighbour positions; ≈ 0.2 MB at 840 hits,
+    k = 30), so ``cache=False`` (serialize on every access) is for tiers too large to hold.
 
     ``source`` is a :class:`ShardSet` or :class:`FlatEvents` (events read lazily in chunks on first
     use) or a sequence of in-memory :class:`Event` objects (``event_ids`` then defaults to all of them,
