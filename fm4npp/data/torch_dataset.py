@@ -280,14 +280,35 @@ class MicroBatchDataset(Dataset[Batch]):
         )
 
 
+def dispatch_order(n_micro: int, step: int) -> list[int]:
+    """Order in which a step's ``n_micro`` micro-batches (ascending size) are yielded: consecutive
+    pairs, the smaller first in even pairs of even steps, mirrored in odd pairs and odd steps.
+
+    Why: a DataLoader hands item t to worker t mod W, in order, with a bounded number in flight
+    per worker, so a worker that draws cheaper items idles. Ascending order gives worker 0 of 2 the
+    small half of every step (measured, k = 30: 9.8 vs 14.7 ms per micro-batch, worker 0 busy
+    66 %). This order gives each of 2 workers one smaller and one larger micro-batch of every four
+    (positions 0, 3 | 1, 2 of the ascending list) and swaps the two sets every step, so the
+    remaining imbalance cancels over two steps. It depends on the step alone, never on the worker
+    count: the training step's accumulation order, hence the run, stays the same with any number of
+    workers and on resume. Any W: the items still rotate over the workers."""
+    order = list(range(n_micro))
+    for pair in range(n_micro // 2):
+        if (pair + step) % 2:
+            order[2 * pair], order[2 * pair + 1] = order[2 * pair + 1], order[2 * pair]
+    return order
+
+
 class StepSampler(Sampler[np.ndarray]):
     """Infinite stream of one rank's micro-batches (event-id arrays), step after step.
 
     Step s takes the next ``batch_events`` positions of :class:`EventOrderSampler` (seeded by ``seed``,
     starting at ``position``): the global batch. This rank keeps every ``world_size``-th event from
-    ``rank``, sorts them by size (stable: micro-batches of similar length, far less padding) and cuts
-    them into ``micro_batch_events``. A run resumed at position p therefore sees exactly the batches of
-    an uninterrupted one, whatever the number of loader workers."""
+    ``rank``, sorts them by size (stable: micro-batches of similar length, far less padding), cuts
+    them into ``micro_batch_events`` and yields the cuts in :func:`dispatch_order` (balanced over
+    loader workers). Step s is the ``position // batch_events``-th of the run, so a run resumed at
+    position p sees exactly the batches, in the same order, of an uninterrupted one, whatever the
+    number of loader workers."""
 
     def __init__(
         self,
@@ -316,10 +337,12 @@ class StepSampler(Sampler[np.ndarray]):
     def __iter__(self) -> Iterator[np.ndarray]:
         order = self.order or EventOrderSampler(len(self.tier_ids), self.seed, self.position)
         while True:
+            step = order.position // self.batch_events
             ids = self.tier_ids[order.take(self.batch_events)[self.rank :: self.world_size]]
             ids = ids[np.argsort(self.source.sizes(ids), kind="stable")]
-            for start in range(0, len(ids), self.micro):
-                yield ids[start : start + self.micro]
+            cuts = [ids[start : start + self.micro] for start in range(0, len(ids), self.micro)]
+            for i in dispatch_order(len(cuts), step):
+                yield cuts[i]
 
 
 def default_loader_workers(cuda: bool = True) -> int:
