@@ -4,7 +4,8 @@ resumable event-order sampler."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import pickle
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pytest
@@ -86,6 +87,35 @@ def test_collate_pad_to_and_errors() -> None:
         collate([])
     with pytest.raises(ValueError, match="k=2"):
         collate([_event(4, 2, rng, 1), _event(4, 3, rng, 1)])
+
+
+def test_a_collated_batch_is_one_storage_and_pickles_as_one() -> None:
+    """A loader worker hands the batch over as one shared-memory storage (one file descriptor);
+    the training process sees the same fields. A batch whose fields do not share a storage (after
+    pin_memory, say) pickles field by field."""
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing  # noqa: F401  (registers the shared-memory reductions)
+
+    rng = np.random.default_rng(2)
+    batch = collate([_event(n, 4, rng, 1) for n in (9, 5, 12)])
+    names = [f.name for f in fields(batch)]
+
+    def storages(b: object) -> set[int]:
+        return {getattr(b, n).untyped_storage().data_ptr() for n in names}
+
+    assert len(storages(batch)) == 1
+    separate = type(batch)(*(getattr(batch, n).clone() for n in names))
+    for original in (batch, separate):
+        for back in (
+            pickle.loads(pickle.dumps(original)),
+            pickle.loads(bytes(ForkingPickler.dumps(original))),
+        ):
+            for n in names:
+                got, want = getattr(back, n), getattr(original, n)
+                assert got.dtype == want.dtype and got.stride() == want.stride(), n
+                assert torch.equal(got, want), n
+            assert len(storages(back)) == len(storages(original))
 
 
 def _hits_event(seed: int, n: int) -> Event:

@@ -9,6 +9,7 @@ meaning: consumers select with the masks, so padding never becomes a label, an i
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -42,6 +43,12 @@ class Batch:
     device the batch is on. Measured (issue 13, k = 30): the targets were ≈ 3/4 of a micro-batch's
     bytes, and zero-filling them and handing them from a loader worker to the training process
     through shared memory cost ≈ 17 % of a worker's throughput.
+
+    :func:`collate` builds every field in one storage, and such a batch pickles as that one storage
+    (:meth:`__reduce__`): a loader worker hands it to the training process through one shared-memory
+    file descriptor instead of one per field. Each descriptor is a socket round trip with an HMAC
+    handshake (``multiprocessing.resource_sharer``); measured (issue 13), six of them per micro-batch
+    were most of the training process's CPU spent on receiving batches.
     """
 
     feats: torch.Tensor
@@ -50,6 +57,18 @@ class Batch:
     track_id: torch.Tensor
     pid: torch.Tensor
     noise: torch.Tensor
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        tensors = [getattr(self, f.name) for f in fields(self)]
+        storage = tensors[0].untyped_storage()
+        if all(
+            t.device.type == "cpu" and t.untyped_storage().data_ptr() == storage.data_ptr()
+            for t in tensors
+        ):
+            layout = tuple((t.dtype, t.shape, t.stride(), t.storage_offset()) for t in tensors)
+            whole = torch.empty(0, dtype=torch.uint8).set_(storage)  # (a storage alone pickles badly)
+            return _batch_from_storage, (whole, layout)
+        return Batch, tuple(tensors)
 
     def pin_memory(self) -> Batch:
         """Page-locked copy (DataLoader ``pin_memory=True`` calls this), for asynchronous H2D copies."""
@@ -97,9 +116,35 @@ class Batch:
         return int(self.valid.numel())
 
 
+def _batch_from_storage(
+    whole: torch.Tensor, layout: tuple[tuple[torch.dtype, Any, Any, int], ...]
+) -> Batch:
+    """A :class:`Batch` whose fields are views of the storage of ``whole`` (``Batch.__reduce__``)."""
+    storage = whole.untyped_storage()
+    views = [
+        torch.empty(0, dtype=dtype).set_(storage, offset, shape, stride)
+        for dtype, shape, stride, offset in layout
+    ]
+    return Batch(*views)
+
+
+def _one_storage(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> list[torch.Tensor]:
+    """Uninitialised tensors of the given (shape, dtype), views of one storage at offsets aligned
+    to 64 bytes."""
+    sizes = [math.prod(shape) * dtype.itemsize for shape, dtype in specs]
+    offsets = [0]
+    for n in sizes:
+        offsets.append(offsets[-1] + -(-n // 64) * 64)
+    buffer = torch.empty(offsets[-1], dtype=torch.uint8)
+    return [
+        buffer[o : o + n].view(dtype).view(shape)
+        for (shape, dtype), o, n in zip(specs, offsets, sizes, strict=False)
+    ]
+
+
 def collate(events: Sequence[SerializedEvent], pad_to: int | None = None) -> Batch:
     """Stack serialized events into a :class:`Batch`, padding at the end to the longest event
-    (or to ``pad_to`` hits if larger)."""
+    (or to ``pad_to`` hits if larger). All fields share one storage (see :class:`Batch`)."""
     if not events:
         raise ValueError("collate: empty batch")
     lengths = [len(e.feats) for e in events]
@@ -107,12 +152,13 @@ def collate(events: Sequence[SerializedEvent], pad_to: int | None = None) -> Bat
     length = max([*lengths, pad_to or 0, 1])
     if length >= np.iinfo(np.int32).max:
         raise ValueError(f"collate: {length} hits per event do not fit int32 neighbour positions")
-    feats = np.zeros((b, length, 4), np.float32)
-    valid = np.zeros((b, length), bool)
-    nbr = np.full((b, length, k), -1, np.int32)
-    track_id = np.zeros((b, length), np.int64)
-    pid = np.zeros((b, length), np.int64)
-    noise = np.zeros((b, length), bool)
+    tensors = _one_storage(
+        [((b, length, 4), torch.float32), ((b, length), torch.bool), ((b, length, k), torch.int32),
+         ((b, length), torch.int64), ((b, length), torch.int64), ((b, length), torch.bool)]
+    )  # fmt: skip
+    feats, valid, nbr, track_id, pid, noise = arrays = [t.numpy() for t in tensors]
+    for a in arrays:
+        a.fill(-1 if a is nbr else 0)
     for i, (e, n) in enumerate(zip(events, lengths, strict=True)):
         if e.nbr.shape[1] != k:
             raise ValueError(f"collate: events with k={k} and k={e.nbr.shape[1]} in one batch")
@@ -122,14 +168,7 @@ def collate(events: Sequence[SerializedEvent], pad_to: int | None = None) -> Bat
         track_id[i, :n] = e.track_id
         pid[i, :n] = e.pid
         noise[i, :n] = e.noise
-    return Batch(
-        feats=torch.from_numpy(feats),
-        valid=torch.from_numpy(valid),
-        nbr=torch.from_numpy(nbr),
-        track_id=torch.from_numpy(track_id),
-        pid=torch.from_numpy(pid),
-        noise=torch.from_numpy(noise),
-    )
+    return Batch(*tensors)
 
 
 class SerializedEvents(Dataset["SerializedEvent"]):
