@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from fm4npp.data.schema import Event
 
@@ -133,12 +133,15 @@ def _batch_from_storage(
 
 def _one_storage(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> list[torch.Tensor]:
     """Uninitialised tensors of the given (shape, dtype), views of one storage at offsets aligned
-    to 64 bytes."""
+    to 64 bytes. In a loader worker the storage is shared memory from the start (as torch's
+    ``default_collate`` does it), so handing the batch over copies nothing."""
     sizes = [math.prod(shape) * dtype.itemsize for shape, dtype in specs]
     offsets = [0]
     for n in sizes:
         offsets.append(offsets[-1] + -(-n // 64) * 64)
     buffer = torch.empty(offsets[-1], dtype=torch.uint8)
+    if get_worker_info() is not None:
+        buffer = buffer.new_empty(0).set_(torch.UntypedStorage._new_shared(offsets[-1]))
     return [
         buffer[o : o + n].view(dtype).view(shape)
         for (shape, dtype), o, n in zip(specs, offsets, sizes, strict=False)
