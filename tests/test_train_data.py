@@ -46,13 +46,13 @@ def test_collate_pads_at_the_end_with_masks_only() -> None:
     targets, mask = batch.neighbour_targets()
     assert batch.feats.shape == (3, 11, 4)
     assert batch.nbr.shape == (3, 11, 5)
-    assert batch.nbr.dtype == torch.int32
+    assert batch.nbr.dtype == torch.int16  # int32 beyond 32,768 hits: see test_collate_pad_to
     assert targets.shape == (3, 11, 5, 3)
     assert targets.dtype == torch.float32
     assert batch.valid.dtype == torch.bool
     assert mask.dtype == torch.bool
     assert batch.track_id.dtype == torch.int64
-    assert batch.pid.dtype == torch.int64
+    assert batch.pid.dtype == torch.int8
     assert batch.n_hits == 21
     assert batch.n_hits_padded == 33
     for i, e in enumerate(events):
@@ -83,6 +83,11 @@ def test_collate_pads_at_the_end_with_masks_only() -> None:
 def test_collate_pad_to_and_errors() -> None:
     rng = np.random.default_rng(1)
     assert collate([_event(4, 2, rng, 1)], pad_to=16).feats.shape == (1, 16, 4)
+    small = _event(4, 2, rng, 1)
+    narrow, wide = (collate([small], pad_to=n) for n in (32_768, 32_769))
+    assert (narrow.nbr.dtype, wide.nbr.dtype) == (torch.int16, torch.int32)
+    for got, want in zip(wide.neighbour_targets(), narrow.neighbour_targets(), strict=True):
+        assert torch.equal(got[:, : want.shape[1]], want) and not got[:, want.shape[1] :].any()
     with pytest.raises(ValueError, match="empty"):
         collate([])
     with pytest.raises(ValueError, match="k=2"):

@@ -33,16 +33,17 @@ READ_CHUNK_EVENTS = 1024  # events per shard read when filling the cache (bounds
 class Batch:
     """A padded batch of B events of at most L hits, k neighbours each.
 
-    feats (B, L, 4) float32 = [E_n, η_n, φ_n, r_n]; valid (B, L) bool; nbr (B, L, k) int32 sequence
-    positions of each hit's k nearest later neighbours in its own event, -1 for missing neighbours
-    and padded hits; track_id (B, L) int64; pid (B, L) int64; noise (B, L) bool. Padded positions
-    hold zeros: select with ``valid``.
+    feats (B, L, 4) float32 = [E_n, η_n, φ_n, r_n]; valid (B, L) bool; nbr (B, L, k) int16 (int32
+    beyond 32,768 hits) sequence positions of each hit's k nearest later neighbours in its own
+    event, -1 for missing neighbours and padded hits; track_id (B, L) int64; pid (B, L) int8; noise
+    (B, L) bool. Padded positions hold zeros: select with ``valid``.
 
     The batch carries neighbour positions, not the (B, L, k, 3) targets: a target is the
     neighbour's own (η_n, φ_n, r_n), so :meth:`neighbour_targets` gathers it from ``feats`` on the
     device the batch is on. Measured (issue 13, k = 30): the targets were ≈ 3/4 of a micro-batch's
     bytes, and zero-filling them and handing them from a loader worker to the training process
-    through shared memory cost ≈ 17 % of a worker's throughput.
+    through shared memory cost ≈ 17 % of a worker's throughput. The hand-over costs a worker
+    ≈ 1 ms per MB (shared-memory allocation, page faults), hence the narrow integer types.
 
     :func:`collate` builds every field in one storage, and such a batch pickles as that one storage
     (:meth:`__reduce__`): a loader worker hands it to the training process through one shared-memory
@@ -105,7 +106,7 @@ class Batch:
         rows = torch.cat([self.feats[..., 1:4].reshape(b * length, 3), self.feats.new_zeros(1, 3)])
         mask = self.target_mask
         first = torch.arange(0, b * length, length, device=self.nbr.device).view(b, 1, 1)
-        index = torch.where(mask, self.nbr + first, b * length)  # int64 (int32 + int64)
+        index = torch.where(mask, self.nbr + first, b * length)  # int64 (+ an int64 tensor)
         return rows.index_select(0, index.view(-1)).view(b, length, k, 3), mask
 
     @property
@@ -156,11 +157,12 @@ def collate(events: Sequence[SerializedEvent], pad_to: int | None = None) -> Bat
     lengths = [len(e.feats) for e in events]
     b, k = len(events), int(events[0].nbr.shape[1])
     length = max([*lengths, pad_to or 0, 1])
-    if length >= np.iinfo(np.int32).max:
+    if length > np.iinfo(np.int32).max:
         raise ValueError(f"collate: {length} hits per event do not fit int32 neighbour positions")
+    position = torch.int16 if length <= np.iinfo(np.int16).max + 1 else torch.int32
     tensors = _one_storage(
-        [((b, length, 4), torch.float32), ((b, length), torch.bool), ((b, length, k), torch.int32),
-         ((b, length), torch.int64), ((b, length), torch.int64), ((b, length), torch.bool)]
+        [((b, length, 4), torch.float32), ((b, length), torch.bool), ((b, length, k), position),
+         ((b, length), torch.int64), ((b, length), torch.int8), ((b, length), torch.bool)]
     )  # fmt: skip
     feats, valid, nbr, track_id, pid, noise = arrays = [t.numpy() for t in tensors]
     for a in arrays:
