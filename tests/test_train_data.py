@@ -87,7 +87,8 @@ def test_collate_pad_to_and_errors() -> None:
     narrow, wide = (collate([small], pad_to=n) for n in (32_768, 32_769))
     assert (narrow.nbr.dtype, wide.nbr.dtype) == (torch.int16, torch.int32)
     for got, want in zip(wide.neighbour_targets(), narrow.neighbour_targets(), strict=True):
-        assert torch.equal(got[:, : want.shape[1]], want) and not got[:, want.shape[1] :].any()
+        assert torch.equal(got[:, : want.shape[1]], want)
+        assert not got[:, want.shape[1] :].any()
     with pytest.raises(ValueError, match="empty"):
         collate([])
     with pytest.raises(ValueError, match="k=2"):
@@ -100,7 +101,7 @@ def test_a_collated_batch_is_one_storage_and_pickles_as_one() -> None:
     pin_memory, say) pickles field by field."""
     from multiprocessing.reduction import ForkingPickler
 
-    import torch.multiprocessing  # noqa: F401  (registers the shared-memory reductions)
+    import torch.multiprocessing  # registers the shared-memory reductions
 
     rng = np.random.default_rng(2)
     batch = collate([_event(n, 4, rng, 1) for n in (9, 5, 12)])
@@ -118,7 +119,7 @@ def test_a_collated_batch_is_one_storage_and_pickles_as_one() -> None:
         ):
             for n in names:
                 got, want = getattr(back, n), getattr(original, n)
-                assert got.dtype == want.dtype and got.stride() == want.stride(), n
+                assert (got.dtype, got.stride()) == (want.dtype, want.stride()), n
                 assert torch.equal(got, want), n
             assert len(storages(back)) == len(storages(original))
 
@@ -169,7 +170,8 @@ def test_gathered_targets_equal_the_dense_reference_batch(mode: str, order: str)
             for e, (t, m) in zip(ser, dense, strict=True):  # the numpy rule on the event itself
                 np.testing.assert_array_equal(e.targets.view(np.uint32), t.view(np.uint32))
                 np.testing.assert_array_equal(e.target_mask, m)
-        assert want_m.any() and not want_m.all()
+        assert want_m.any()
+        assert not want_m.all()
 
 
 def test_sampler_epochs_are_seeded_permutations() -> None:
