@@ -6,7 +6,9 @@ Events: particle-gun events with ≈ 840 hits (TPCpp-10M ≈ 834–856). The mai
 batches (as a GPU-bound training step would); wall-clock rates after one warm-up step. Also printed:
 the in-process rate per core (process CPU time, 0 workers) and, per worker count, events per
 worker-CPU-second (``cpuN``, load-independent; equal values mean the workers do not slow each other
-down; lower than in-process by the hand-over of batches through shared memory). The projection is
+down; lower than in-process by the hand-over of batches through shared memory), and ``main``, the
+cores the consuming process spent receiving batches with the most workers (it competes with the
+workers for the cores; a GPU-bound training process pays it too). The projection is
 ``cpuN × (cores per GPU − 1)`` (one core stays with the training process) and, beside it, the same
 times the wall-clock scaling efficiency measured here (meaningless when other work loads the machine:
 compare the load average with the CPU count printed in the header).
@@ -50,8 +52,9 @@ def make_flat(directory: Path, n: int) -> tuple[FlatEvents, np.ndarray, object]:
 
 def loader_rate(
     flat: FlatEvents, ids: np.ndarray, edges: object, k: int, workers: int, steps: int
-) -> tuple[float, float]:
-    """(wall-clock events/s after one warm-up step; events per worker-CPU-second over all items).
+) -> tuple[float, float, float]:
+    """(wall-clock events/s after one warm-up step; events per worker-CPU-second over all items;
+    cores used by this, the consuming, process in the timed window).
 
     The sampler is cut to exactly (steps + 1) steps, so the workers' CPU time (collected with
     RUSAGE_CHILDREN once they are joined) covers exactly the delivered events: the second figure does
@@ -65,16 +68,17 @@ def loader_rate(
     it = iter(step_loader(ds, finite, workers))  # type: ignore[arg-type]
     for _ in range(per_step):  # warm-up: worker start, kernel compile / cache load
         next(it)
-    t = time.perf_counter()
+    t, main = time.perf_counter(), time.process_time()
     for _ in range(steps * per_step):
         next(it)
-    rate = steps * BATCH / (time.perf_counter() - t)
+    wall = time.perf_counter() - t
+    rate, main = steps * BATCH / wall, (time.process_time() - main) / wall
     for _ in it:  # (nothing left: the sampler is finite)
         pass
     it._shutdown_workers()  # type: ignore[attr-defined]
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return rate, (steps + 1) * BATCH / cpu if cpu > 0 else float("nan")
+    return rate, (steps + 1) * BATCH / cpu if cpu > 0 else float("nan"), main
 
 
 def core_rate(flat: FlatEvents, ids: np.ndarray, edges: object, k: int, n: int) -> float:
@@ -103,7 +107,7 @@ def main() -> None:
               f"events, {hits:.0f} hits/event; batch {BATCH}, micro-batch {MICRO}")  # fmt: skip
         print(f"{'k':>3} {'per core':>9} " + " ".join(f"{f'{w} wkr':>8}" for w in args.workers)
               + f" {'scaling':>8} " + " ".join(f"{f'cpu{w}':>6}" for w in args.workers)
-              + f" {'proj/GPU':>9} {'×eff':>7}  bound vs m1/m2/m3")  # fmt: skip
+              + f" {'main':>5} {'proj/GPU':>9} {'×eff':>7}  bound vs m1/m2/m3")  # fmt: skip
         for k in args.k:
             pc = core_rate(flat, ids, edges, k, min(len(ids), 96))
             got = [loader_rate(flat, ids, edges, k, w, args.steps) for w in args.workers]
@@ -114,7 +118,7 @@ def main() -> None:
             bound = "/".join("input" if proj < g else "gpu" for g in GPU_RATE.values())
             print(f"{k:>3} {pc:>9.0f} " + " ".join(f"{r:>8.0f}" for r in rates)
                   + f" {scale:>7.2f}× " + " ".join(f"{c:>6.0f}" for c in cpu)
-                  + f" {proj:>9.0f} {proj * eff:>7.0f}  {bound}")  # fmt: skip
+                  + f" {got[-1][2]:>5.2f} {proj:>9.0f} {proj * eff:>7.0f}  {bound}")  # fmt: skip
 
 
 if __name__ == "__main__":

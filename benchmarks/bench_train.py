@@ -58,8 +58,9 @@ def run_one(rung_name: str, data: Path, batch: int, steps: int, threads: int) ->
 
     def step(b: object) -> None:
         pred = model(b.feats)  # type: ignore[attr-defined]
-        err = masked_error_sum(pred, b.targets, b.target_mask)  # type: ignore[attr-defined]
-        (err / b.target_mask.sum()).backward()  # type: ignore[attr-defined]
+        targets, mask = b.neighbour_targets()  # type: ignore[attr-defined]
+        err = masked_error_sum(pred, targets, mask)
+        (err / mask.sum()).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()

@@ -13,7 +13,12 @@ from fm4npp.data.flat import FlatEvents, flat_from_shards, write_flat
 from fm4npp.data.generate import generate_dataset
 from fm4npp.data.gun import GunConfig
 from fm4npp.data.shards import ShardSet
-from fm4npp.data.torch_dataset import EventOrderSampler, StepSampler, default_loader_workers
+from fm4npp.data.torch_dataset import (
+    EventOrderSampler,
+    StepSampler,
+    default_loader_workers,
+    dispatch_order,
+)
 from fm4npp.errors import DataError
 
 
@@ -62,11 +67,13 @@ def test_step_sampler_reproduces_the_global_batch_split_by_rank(
     shards: ShardSet, tmp_path: Path
 ) -> None:
     """Per step: the next batch_events positions of the event-order sampler; rank r keeps every
-    world-th event; sorted by size (stable) and cut into micro-batches. Restartable at any position."""
+    world-th event; sorted by size (stable), cut into micro-batches, yielded in dispatch order.
+    Restartable at any position, with the same order as an uninterrupted stream."""
     flat = FlatEvents(flat_from_shards(shards, tmp_path / "flat"))
     tier = shards.event_ids[::2]
     kw = {"seed": 4, "batch_events": 8, "micro_batch_events": 2}
     order = EventOrderSampler(len(tier), 4)
+    straight = [iter(StepSampler(flat, tier, position=0, rank=r, world_size=2, **kw)) for r in (0, 1)]
     for step in range(6):  # crosses an epoch boundary (20 events, 8 per step)
         glob = tier[order.take(8)]
         ranks = []
@@ -75,9 +82,31 @@ def test_step_sampler_reproduces_the_global_batch_split_by_rank(
             micro = [next(it) for _ in range(2)]
             mine = glob[rank::2]
             want = mine[np.argsort(flat.sizes(mine), kind="stable")]
-            np.testing.assert_array_equal(np.concatenate(micro), want)
+            cuts = [want[:2], want[2:]]
+            for got, i in zip(micro, dispatch_order(2, step), strict=True):
+                np.testing.assert_array_equal(got, cuts[i])
+            for got in micro:  # resumed = uninterrupted, order included
+                np.testing.assert_array_equal(got, next(straight[rank]))
             ranks.append(np.concatenate(micro))
         assert sorted(np.concatenate(ranks).tolist()) == sorted(glob.tolist())
+
+
+def test_dispatch_order_balances_two_workers_and_ignores_the_worker_count() -> None:
+    """Round robin over 2 workers: each gets one smaller and one larger of every four ascending
+    micro-batches, and the two sets swap every step."""
+    assert dispatch_order(4, 0) == [0, 1, 3, 2]
+    assert dispatch_order(4, 1) == [1, 0, 2, 3]
+    assert dispatch_order(4, 6) == dispatch_order(4, 0)
+    assert dispatch_order(1, 1) == [0]
+    for n in range(1, 9):
+        for step in range(3):
+            assert sorted(dispatch_order(n, step)) == list(range(n))
+    costs = np.array([6.9, 8.9, 11.3, 18.7])  # ms per micro-batch, k = 30 (issue 13)
+    per_worker = np.zeros(2)
+    for step in range(2):
+        for t, i in enumerate(dispatch_order(4, step)):
+            per_worker[t % 2] += costs[i]
+    assert per_worker[0] == pytest.approx(per_worker[1])
 
 
 def test_default_loader_workers_follow_the_job_cpus(monkeypatch: pytest.MonkeyPatch) -> None:

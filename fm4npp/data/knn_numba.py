@@ -205,7 +205,8 @@ def kernel(
     empty; otherwise the k-NNN targets directly in output order (``idx``/``d²`` then empty):
     ``targets`` (n, k, 3) float32 = ``tgt`` (n, 3) of each neighbour hit, 0 where missing; ``mask``
     (n, k) bool; ``nbr`` (n, k) int64 = ``row`` of each neighbour hit, -1 where missing — all in rows
-    ``row[i]`` for hit i (row = hit → sequence position).
+    ``row[i]`` for hit i (row = hit → sequence position). With ``tgt`` empty only ``nbr`` is filled
+    (``targets``/``mask`` empty): serialization derives them from ``nbr`` where they are used.
 
     Inputs from :func:`layout`. Queries run in layout order and first drop keys above ``_CAP`` × the
     previous query's k-th d² (neighbours in r and φ): exact whenever k keys survive, otherwise the
@@ -234,8 +235,10 @@ def kernel(
     idx_out = np.full((n if full else 0, k), -1, np.int64)
     d2_out = np.full((n if full else 0, k), np.inf)
     nt = 0 if full else n
-    targets = np.zeros((nt, k, 3), np.float32)
-    mask = np.zeros((nt, k), np.bool_)
+    assemble = not full and tgt.shape[0] > 0
+    na = n if assemble else 0
+    targets = np.zeros((na, k, 3), np.float32)
+    mask = np.zeros((na, k), np.bool_)
     nbr = np.full((nt, k), -1, np.int64)
     buf = np.empty(k, np.int64)
     tmp = np.empty(slab, np.int64)
@@ -298,11 +301,12 @@ def kernel(
             ri_ = row[i]
             for m in range(cnt):
                 j = perm[slot[buf[m] & _LOW]]
-                targets[ri_, m, 0] = tgt[j, 0]
-                targets[ri_, m, 1] = tgt[j, 1]
-                targets[ri_, m, 2] = tgt[j, 2]
-                mask[ri_, m] = True
                 nbr[ri_, m] = row[j]
+                if assemble:
+                    targets[ri_, m, 0] = tgt[j, 0]
+                    targets[ri_, m, 1] = tgt[j, 1]
+                    targets[ri_, m, 2] = tgt[j, 2]
+                    mask[ri_, m] = True
             continue
         for m in range(cnt):
             u = slot[buf[m] & _LOW]

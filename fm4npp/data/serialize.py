@@ -255,14 +255,16 @@ class SerializedEvent:
     """One event as the model reads it; every per-hit array is in sequence order.
 
     feats (n, 4) float32 [E_n, η_n, φ_n, r_n]; perm (n,) int64 indices into the event's hits;
-    targets (n, k, 3) float32 neighbour (η_n, φ_n, r_n), nearest first, 0 where masked;
-    target_mask (n, k) bool; nbr (n, k) int64 sequence positions of the neighbours (-1 missing);
-    track_id (n,) int64 (0 = noise); pid (n,) int8; noise (n,) bool."""
+    nbr (n, k) int64 sequence positions of the k nearest later neighbours, nearest first, -1 where
+    missing; track_id (n,) int64 (0 = noise); pid (n,) int8; noise (n,) bool.
+
+    The k-NNN targets are not stored: a neighbour's target is its own (η_n, φ_n, r_n), i.e.
+    ``feats[nbr, 1:4]`` (:attr:`targets`, :attr:`target_mask`), so the arrays an event carries (and
+    a micro-batch ships from a loader worker) are ``nbr`` alone. The torch side gathers the same
+    rule on the training device (``fm4npp.data.torch_dataset.Batch.neighbour_targets``)."""
 
     feats: np.ndarray
     perm: np.ndarray
-    targets: np.ndarray
-    target_mask: np.ndarray
     nbr: np.ndarray
     track_id: np.ndarray
     pid: np.ndarray
@@ -271,6 +273,18 @@ class SerializedEvent:
     @property
     def n_hits(self) -> int:
         return len(self.perm)
+
+    @property
+    def target_mask(self) -> np.ndarray:
+        """(n, k) bool: the neighbour exists."""
+        return self.nbr >= 0
+
+    @property
+    def targets(self) -> np.ndarray:
+        """(n, k, 3) float32 neighbour (η_n, φ_n, r_n), 0 where missing (SPEC §5.1)."""
+        mask = self.target_mask
+        gathered = self.feats[np.where(mask, self.nbr, 0), 1:4]
+        return np.where(mask[..., None], gathered, np.float32(0))
 
 
 def leakage_fraction(ser: SerializedEvent) -> float:
@@ -297,11 +311,12 @@ def serialize_event(
     *,
     reference: bool = False,
 ) -> SerializedEvent:
-    """Serialize one event (SPEC §4.2 compat, §4.4 fixed) and compute its k-NNN targets (§5.1).
+    """Serialize one event (SPEC §4.2 compat, §4.4 fixed) and find its k-NNN targets (§5.1).
 
     Numba does the normalisation, cell ranks and sequence sort (:mod:`fm4npp.data.serialize_numba`)
-    and the k-NNN search (:mod:`fm4npp.data.knn_numba`); ``reference=True`` runs the numpy pipeline
-    with the dense search instead (identical output, field by field; tests and benchmarks)."""
+    and the k-NNN search (:mod:`fm4npp.data.knn_numba`), which returns only the neighbour positions
+    ``nbr``; ``reference=True`` runs the numpy pipeline with the dense search and the dense target
+    assembly instead (identical output, field by field; tests and benchmarks)."""
     _check_mode(mode)
     if k <= 0:
         raise ConfigError(f"serialize: k must be > 0, got {k}")
@@ -311,14 +326,12 @@ def serialize_event(
         raise ConfigError(f"serialize: unknown order '{order}'; allowed: {allowed_list(ORDERS)}")
     h = event.hits
     if reference or not _HAVE_NUMBA or event.n_hits >= 1 << KEY_BITS:
-        feats, perm, targets, mask, nbr = _serialize_numpy(event, edges, order, mode, k, reference)
+        feats, perm, _, _, nbr = _serialize_numpy(event, edges, order, mode, k, reference)
     else:
-        feats, perm, targets, mask, nbr = _serialize_numba(event, edges, order, mode, k)
+        feats, perm, nbr = _serialize_numba(event, edges, order, mode, k)
     return SerializedEvent(
         feats=feats[perm],
         perm=perm,
-        targets=targets,
-        target_mask=mask,
         nbr=nbr,
         track_id=np.asarray(h["track_id"], dtype=np.int64)[perm],
         pid=np.asarray(h["pid"], dtype=np.int8)[perm],
@@ -336,6 +349,7 @@ _NORM = np.array(
 )  # fmt: skip
 _AXES = {"eta": 0, "phi": 1, "r": 2}
 _NO_KEY = np.zeros(0, np.int64)
+_NO_TGT = np.zeros((0, 3), np.float32)  # knn_numba.search: neighbour positions only, no targets
 
 
 @functools.lru_cache(maxsize=16)
@@ -351,8 +365,10 @@ def _raster_args(edges: VoxelEdges, order: str) -> tuple[np.ndarray, np.ndarray,
     return table, counts, dims
 
 
-def _serialize_numba(event: Event, edges: VoxelEdges, order: str, mode: Mode, k: int) -> _Arrays:
-    """(feats in hit order, perm, targets, mask, nbr) through :mod:`fm4npp.data.serialize_numba`."""
+def _serialize_numba(
+    event: Event, edges: VoxelEdges, order: str, mode: Mode, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(feats in hit order, perm, nbr) through :mod:`fm4npp.data.serialize_numba`."""
     h = event.hits
     eta, phi, r = eta_phi_r(h["x"], h["y"], h["z"])
     feats = serialize_numba.features(eta, phi, r, np.asarray(h["energy"], dtype=np.float64), _NORM)
@@ -362,17 +378,19 @@ def _serialize_numba(event: Event, edges: VoxelEdges, order: str, mode: Mode, k:
     fixed = mode == "fixed"
     # compat ([R]): numpy's non-stable r sort defines the order of equal radii
     rsort = _NO_KEY if fixed else np.argsort(feats[:, 3], kind="quicksort")
-    perm, inv, knn_pos, coords, tgt = serialize_numba.sequence(
+    perm, inv, knn_pos, coords = serialize_numba.sequence(
         feats, edges.phi_offset, table, counts, dims, key, rsort, fixed
     )
-    _, _, targets, mask, nbr = knn_numba.search(coords, knn_pos, k, fixed, fixed, inv, tgt)
-    return feats, perm, targets, mask, nbr
+    _, _, _, _, nbr = knn_numba.search(coords, knn_pos, k, fixed, fixed, inv, _NO_TGT)
+    return feats, perm, nbr
 
 
 def _serialize_numpy(
     event: Event, edges: VoxelEdges, order: str, mode: Mode, k: int, reference: bool
 ) -> _Arrays:
-    """The same arrays in numpy (the reference; also the path without numba)."""
+    """(feats in hit order, perm, targets, mask, nbr) in numpy: the reference (also the path without
+    numba). ``targets``/``mask`` are the dense assembly by hit index (``knn.assemble_targets``), which
+    the tests compare with :attr:`SerializedEvent.targets` derived from ``nbr``."""
     feats = normalized_features(event)
     n = len(feats)
     coords = feats[:, 1:].astype(np.float64)

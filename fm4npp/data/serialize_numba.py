@@ -169,26 +169,24 @@ def sequence(
     key: np.ndarray,
     rsort: np.ndarray,
     fixed: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(perm, inv, knn_pos, coords, tgt) of serialize_event from its features (n, 4) float32.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(perm, inv, knn_pos, coords) of serialize_event from its features (n, 4) float32.
 
     φ is binned from the seam at ``phi_offset`` (as ``_phi_binned``); the sort key is the raster
     cell rank (:func:`raster_key` with ``edges``, ``counts``, ``dims``) or, with empty ``dims``,
     the given ``key`` (a curve key). ``rsort`` (compat only) is numpy's non-stable r order.
     Fixed mode: sequence by (key, r, φ binned, η, index), k-NNN positions = sequence positions.
     Compat: sequence = rsort stably sorted by key, k-NNN positions = ranks in rsort. ``coords``
-    (n, 3) float64 and ``tgt`` (n, 3) float32 are (η_n, φ_n, r_n) for the search.
+    (n, 3) float64 are (η_n, φ_n, r_n) for the search.
 
     (The search is a separate call: numba compiles a callee into its caller, and this sort in
     front of the search kernel made the kernel ≈ 20 % slower.)"""
     n = feats.shape[0]
     coords = np.empty((n, 3))
-    tgt = np.empty((n, 3), np.float32)
     phib = np.empty(n)
     for i in range(n):
         for d in range(3):
             coords[i, d] = feats[i, d + 1]
-            tgt[i, d] = feats[i, d + 1]
         phib[i] = _remainder(coords[i, 1] - phi_offset, 1.0) if phi_offset != 0.0 else coords[i, 1]
     if len(dims):
         key = raster_key(feats, phib, edges, counts, dims)
@@ -204,4 +202,4 @@ def sequence(
     inv[perm] = np.arange(n)  # hit → sequence position
     if fixed:
         knn_pos[:] = inv
-    return perm, inv, knn_pos, coords, tgt
+    return perm, inv, knn_pos, coords

@@ -2,13 +2,14 @@
 padding collate with boolean masks, and a deterministic, resumable event-order sampler.
 
 Padding (SPEC §11 #4): every per-hit tensor is padded at the end of the sequence (SPEC §5.3: the causal
-scan never mixes it into valid hits) and the padding is described by ``valid`` and ``target_mask``,
-never by a sentinel value. Padded entries are zero and carry no meaning: consumers select with the
-masks, so padding never becomes a label, an instance or a target.
+scan never mixes it into valid hits) and the padding is described by ``valid`` and the target mask,
+never by a sentinel value. Padded entries are zero (``nbr``: -1, "no neighbour") and carry no
+meaning: consumers select with the masks, so padding never becomes a label, an instance or a target.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from fm4npp.data.schema import Event
 
@@ -32,18 +33,43 @@ READ_CHUNK_EVENTS = 1024  # events per shard read when filling the cache (bounds
 class Batch:
     """A padded batch of B events of at most L hits, k neighbours each.
 
-    feats (B, L, 4) float32 = [E_n, η_n, φ_n, r_n]; valid (B, L) bool; targets (B, L, k, 3) float32;
-    target_mask (B, L, k) bool (False for missing neighbours and for padded hits); track_id (B, L) int64;
-    pid (B, L) int64; noise (B, L) bool. Padded positions hold zeros: select with ``valid``.
+    feats (B, L, 4) float32 = [E_n, η_n, φ_n, r_n]; valid (B, L) bool; nbr (B, L, k) int16 (int32
+    beyond 32,768 hits) sequence positions of each hit's k nearest later neighbours in its own
+    event, -1 for missing neighbours and padded hits; track_id (B, L) int64; pid (B, L) int8; noise
+    (B, L) bool. Padded positions hold zeros: select with ``valid``.
+
+    The batch carries neighbour positions, not the (B, L, k, 3) targets: a target is the
+    neighbour's own (η_n, φ_n, r_n), so :meth:`neighbour_targets` gathers it from ``feats`` on the
+    device the batch is on. Measured (issue 13, k = 30): the targets were ≈ 3/4 of a micro-batch's
+    bytes, and zero-filling them and handing them from a loader worker to the training process
+    through shared memory cost ≈ 17 % of a worker's throughput. The hand-over costs a worker
+    ≈ 1 ms per MB (shared-memory allocation, page faults), hence the narrow integer types.
+
+    :func:`collate` builds every field in one storage, and such a batch pickles as that one storage
+    (:meth:`__reduce__`): a loader worker hands it to the training process through one shared-memory
+    file descriptor instead of one per field. Each descriptor is a socket round trip with an HMAC
+    handshake (``multiprocessing.resource_sharer``); measured (issue 13), six of them per micro-batch
+    were most of the training process's CPU spent on receiving batches.
     """
 
     feats: torch.Tensor
     valid: torch.Tensor
-    targets: torch.Tensor
-    target_mask: torch.Tensor
+    nbr: torch.Tensor
     track_id: torch.Tensor
     pid: torch.Tensor
     noise: torch.Tensor
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        tensors = [getattr(self, f.name) for f in fields(self)]
+        storage = tensors[0].untyped_storage()
+        if all(
+            t.device.type == "cpu" and t.untyped_storage().data_ptr() == storage.data_ptr()
+            for t in tensors
+        ):
+            layout = tuple((t.dtype, t.shape, t.stride(), t.storage_offset()) for t in tensors)
+            whole = torch.empty(0, dtype=torch.uint8).set_(storage)  # (a storage alone pickles badly)
+            return _batch_from_storage, (whole, layout)
+        return Batch, tuple(tensors)
 
     def pin_memory(self) -> Batch:
         """Page-locked copy (DataLoader ``pin_memory=True`` calls this), for asynchronous H2D copies."""
@@ -65,6 +91,25 @@ class Batch:
         return int(self.valid.sum())
 
     @property
+    def target_mask(self) -> torch.Tensor:
+        """(B, L, k) bool: the neighbour exists (False for missing neighbours and padded hits)."""
+        return self.nbr >= 0
+
+    def neighbour_targets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(targets (B, L, k, 3) float32, target_mask (B, L, k) bool) of the k-NNN objective (SPEC
+        §5.1): ``feats[b, nbr[b, i, m], 1:4]``, exactly 0 where the neighbour is missing, on this
+        batch's device. Equal, bit for bit, to the dense targets of the reference serialization.
+
+        One row gather from the (η_n, φ_n, r_n) rows of all events plus a zero row for missing
+        neighbours (CPU, 8 × 900 hits, k = 30: 0.7 ms; ``torch.gather`` + ``where``: 2.1 ms)."""
+        b, length, k = self.nbr.shape
+        rows = torch.cat([self.feats[..., 1:4].reshape(b * length, 3), self.feats.new_zeros(1, 3)])
+        mask = self.target_mask
+        first = torch.arange(0, b * length, length, device=self.nbr.device).view(b, 1, 1)
+        index = torch.where(mask, self.nbr + first, b * length)  # int64 (+ an int64 tensor)
+        return rows.index_select(0, index.view(-1)).view(b, length, k, 3), mask
+
+    @property
     def n_targets(self) -> int:
         """Existing neighbour targets: the denominator of the masked MSE (SPEC §5.1)."""
         return int(self.target_mask.sum())
@@ -75,48 +120,70 @@ class Batch:
         return int(self.valid.numel())
 
 
+def _batch_from_storage(
+    whole: torch.Tensor, layout: tuple[tuple[torch.dtype, Any, Any, int], ...]
+) -> Batch:
+    """A :class:`Batch` whose fields are views of the storage of ``whole`` (``Batch.__reduce__``)."""
+    storage = whole.untyped_storage()
+    views = [
+        torch.empty(0, dtype=dtype).set_(storage, offset, shape, stride)
+        for dtype, shape, stride, offset in layout
+    ]
+    return Batch(*views)
+
+
+def _one_storage(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> list[torch.Tensor]:
+    """Uninitialised tensors of the given (shape, dtype), views of one storage at offsets aligned
+    to 64 bytes. In a loader worker the storage is shared memory from the start (as torch's
+    ``default_collate`` does it), so handing the batch over copies nothing."""
+    sizes = [math.prod(shape) * dtype.itemsize for shape, dtype in specs]
+    offsets = [0]
+    for n in sizes:
+        offsets.append(offsets[-1] + -(-n // 64) * 64)
+    buffer = torch.empty(offsets[-1], dtype=torch.uint8)
+    if get_worker_info() is not None:
+        buffer = buffer.new_empty(0).set_(torch.UntypedStorage._new_shared(offsets[-1]))
+    return [
+        buffer[o : o + n].view(dtype).view(shape)
+        for (shape, dtype), o, n in zip(specs, offsets, sizes, strict=False)
+    ]
+
+
 def collate(events: Sequence[SerializedEvent], pad_to: int | None = None) -> Batch:
     """Stack serialized events into a :class:`Batch`, padding at the end to the longest event
-    (or to ``pad_to`` hits if larger)."""
+    (or to ``pad_to`` hits if larger). All fields share one storage (see :class:`Batch`)."""
     if not events:
         raise ValueError("collate: empty batch")
     lengths = [len(e.feats) for e in events]
-    b, k = len(events), int(events[0].targets.shape[1])
+    b, k = len(events), int(events[0].nbr.shape[1])
     length = max([*lengths, pad_to or 0, 1])
-    feats = np.zeros((b, length, 4), np.float32)
-    valid = np.zeros((b, length), bool)
-    targets = np.zeros((b, length, k, 3), np.float32)
-    target_mask = np.zeros((b, length, k), bool)
-    track_id = np.zeros((b, length), np.int64)
-    pid = np.zeros((b, length), np.int64)
-    noise = np.zeros((b, length), bool)
+    if length > np.iinfo(np.int32).max:
+        raise ValueError(f"collate: {length} hits per event do not fit int32 neighbour positions")
+    position = torch.int16 if length <= np.iinfo(np.int16).max + 1 else torch.int32
+    tensors = _one_storage(
+        [((b, length, 4), torch.float32), ((b, length), torch.bool), ((b, length, k), position),
+         ((b, length), torch.int64), ((b, length), torch.int8), ((b, length), torch.bool)]
+    )  # fmt: skip
+    feats, valid, nbr, track_id, pid, noise = arrays = [t.numpy() for t in tensors]
+    for a in arrays:
+        a.fill(-1 if a is nbr else 0)
     for i, (e, n) in enumerate(zip(events, lengths, strict=True)):
-        if e.targets.shape[1] != k:
-            raise ValueError(f"collate: events with k={k} and k={e.targets.shape[1]} in one batch")
+        if e.nbr.shape[1] != k:
+            raise ValueError(f"collate: events with k={k} and k={e.nbr.shape[1]} in one batch")
         feats[i, :n] = e.feats
         valid[i, :n] = True
-        targets[i, :n] = e.targets
-        target_mask[i, :n] = e.target_mask
+        nbr[i, :n] = e.nbr
         track_id[i, :n] = e.track_id
         pid[i, :n] = e.pid
         noise[i, :n] = e.noise
-    return Batch(
-        feats=torch.from_numpy(feats),
-        valid=torch.from_numpy(valid),
-        targets=torch.from_numpy(targets),
-        target_mask=torch.from_numpy(target_mask),
-        track_id=torch.from_numpy(track_id),
-        pid=torch.from_numpy(pid),
-        noise=torch.from_numpy(noise),
-    )
+    return Batch(*tensors)
 
 
 class SerializedEvents(Dataset["SerializedEvent"]):
     """Events of ``event_ids`` serialized once (order, mode, k) and cached in this process's memory.
 
-    A serialized event costs ≈ 21·k bytes per hit (targets, neighbour indices, mask; ≈ 0.5 MB at
-    840 hits, k = 30),
-    so ``cache=False`` (serialize on every access) is for tiers too large to hold.
+    A serialized event costs ≈ 8·k bytes per hit (neighbour positions; ≈ 0.2 MB at 840 hits,
+    k = 30), so ``cache=False`` (serialize on every access) is for tiers too large to hold.
 
     ``source`` is a :class:`ShardSet` or :class:`FlatEvents` (events read lazily in chunks on first
     use) or a sequence of in-memory :class:`Event` objects (``event_ids`` then defaults to all of them,
@@ -260,14 +327,35 @@ class MicroBatchDataset(Dataset[Batch]):
         )
 
 
+def dispatch_order(n_micro: int, step: int) -> list[int]:
+    """Order in which a step's ``n_micro`` micro-batches (ascending size) are yielded: consecutive
+    pairs, the smaller first in even pairs of even steps, mirrored in odd pairs and odd steps.
+
+    Why: a DataLoader hands item t to worker t mod W, in order, with a bounded number in flight
+    per worker, so a worker that draws cheaper items idles. Ascending order gives worker 0 of 2 the
+    small half of every step (measured, k = 30: 9.8 vs 14.7 ms per micro-batch, worker 0 busy
+    66 %). This order gives each of 2 workers one smaller and one larger micro-batch of every four
+    (positions 0, 3 | 1, 2 of the ascending list) and swaps the two sets every step, so the
+    remaining imbalance cancels over two steps. It depends on the step alone, never on the worker
+    count: the training step's accumulation order, hence the run, stays the same with any number of
+    workers and on resume. Any W: the items still rotate over the workers."""
+    order = list(range(n_micro))
+    for pair in range(n_micro // 2):
+        if (pair + step) % 2:
+            order[2 * pair], order[2 * pair + 1] = order[2 * pair + 1], order[2 * pair]
+    return order
+
+
 class StepSampler(Sampler[np.ndarray]):
     """Infinite stream of one rank's micro-batches (event-id arrays), step after step.
 
     Step s takes the next ``batch_events`` positions of :class:`EventOrderSampler` (seeded by ``seed``,
     starting at ``position``): the global batch. This rank keeps every ``world_size``-th event from
-    ``rank``, sorts them by size (stable: micro-batches of similar length, far less padding) and cuts
-    them into ``micro_batch_events``. A run resumed at position p therefore sees exactly the batches of
-    an uninterrupted one, whatever the number of loader workers."""
+    ``rank``, sorts them by size (stable: micro-batches of similar length, far less padding), cuts
+    them into ``micro_batch_events`` and yields the cuts in :func:`dispatch_order` (balanced over
+    loader workers). Step s is the ``position // batch_events``-th of the run, so a run resumed at
+    position p sees exactly the batches, in the same order, of an uninterrupted one, whatever the
+    number of loader workers."""
 
     def __init__(
         self,
@@ -296,10 +384,12 @@ class StepSampler(Sampler[np.ndarray]):
     def __iter__(self) -> Iterator[np.ndarray]:
         order = self.order or EventOrderSampler(len(self.tier_ids), self.seed, self.position)
         while True:
+            step = order.position // self.batch_events
             ids = self.tier_ids[order.take(self.batch_events)[self.rank :: self.world_size]]
             ids = ids[np.argsort(self.source.sizes(ids), kind="stable")]
-            for start in range(0, len(ids), self.micro):
-                yield ids[start : start + self.micro]
+            cuts = [ids[start : start + self.micro] for start in range(0, len(ids), self.micro)]
+            for i in dispatch_order(len(cuts), step):
+                yield cuts[i]
 
 
 def default_loader_workers(cuda: bool = True) -> int:

@@ -88,7 +88,8 @@ def validation_loss(
         batch = collate(dataset.get_many(mine[start : start + batch_events])).to(env.device)
         with autocast():
             pred = model(batch.feats)
-        sums[0] += masked_error_sum(pred, batch.targets, batch.target_mask, wrap_phi).double()
-        sums[1] += batch.target_mask.sum()
+        targets, mask = batch.neighbour_targets()
+        sums[0] += masked_error_sum(pred, targets, mask, wrap_phi).double()
+        sums[1] += mask.sum()
     all_reduce_sum(sums, env)
     return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")

@@ -255,7 +255,8 @@ def _pretrain(
             with nullcontext() if sync else net.no_sync():  # type: ignore[operator]
                 with autocast():
                     pred = net(batch.feats)
-                err = masked_error_sum(pred, batch.targets, batch.target_mask, wrap_phi)
+                targets, mask = batch.neighbour_targets()  # gathered on the device
+                err = masked_error_sum(pred, targets, mask, wrap_phi)
                 (err * (env.world_size / max(n_targets, 1.0))).backward()
             err_sum += err.detach().double()
         loss = float(dist.all_reduce_sum(err_sum, env)) / max(n_targets, 1.0)
