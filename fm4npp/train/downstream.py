@@ -170,14 +170,14 @@ def _add_curve(rows: Rows, key: tuple[str, str, str, int, int], fit: FitLog) -> 
 
 
 def fit_settings(
-    cfg: RunConfig, task: str, seed: int, head_width: int | None = None, epoch_scale: float = 1.0
+    cfg: RunConfig, task: str, seed: int, head_width: int | None = None, scale: float = 1.0
 ) -> FitSettings:
     """One recipe for every variant (SPEC §11 #10): ``cfg.eval``'s budget, early stopping and head;
-    ``epoch_scale`` multiplies the epoch counts (:func:`epoch_scale`)."""
+    ``scale`` multiplies the epoch counts (:func:`epoch_scale`)."""
     ec = cfg.eval
 
     def scaled(epochs: int) -> int:
-        return math.ceil(epochs * epoch_scale)
+        return math.ceil(epochs * scale)
 
     return FitSettings(task=task, epochs=scaled(ec.epochs), batch_events=ec.batch_events, lr=ec.lr, seed=seed,
                        n_queries=ec.n_queries, head_width=head_width or ec.head_width, mode=cfg.train.mode,
