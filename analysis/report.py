@@ -222,7 +222,8 @@ def _event_statistics(res: Analysis, events: pd.DataFrame) -> None:
     res.event_intervals = bootstrap_table(events)
     sizes = events.dropna(subset=["n_params"]).drop_duplicates("cell_id").set_index("cell_id")["n_params"]
     fig = plots_headline.label_efficiency(res.event_intervals, sizes.astype(float).to_dict())
-    if fig is not None and sizes.nunique() < 2:
+    fm = res.prepared[res.prepared["variant"] == "fm"] if res.prepared is not None else events[events["variant"] == "fm"]
+    if fig is not None and fm["n_params"].nunique() < 2:
         res.figures["headline_downstream"] = fig  # one evaluated size: the label curve says more than vs-N
         res.settings["headline_downstream"] = "labels"
     elif fig is not None:
