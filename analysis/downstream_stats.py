@@ -163,7 +163,13 @@ def paired_table(
 ) -> pd.DataFrame:  # fmt: skip
     """Paired comparison a − b, ``a`` and ``b`` as (variant, cell_id), for every task, headline metric
     and labelled-set size both have."""
-    groups = _groups(events)
+    return _paired_rows(_groups(events), a, b, n_boot, seed, level, metrics)
+
+
+def _paired_rows(
+    groups: dict[tuple[str, str, str, int], pd.DataFrame], a: tuple[str, str], b: tuple[str, str],
+    n_boot: int, seed: int, level: float, metrics: Sequence[str] | None = None,
+) -> pd.DataFrame:  # fmt: skip
     rows = []
     for (v, c, t, n), mat_a in groups.items():
         if (v, c) != a or (b[0], b[1], t, n) not in groups:
@@ -202,6 +208,7 @@ def fm_comparisons(events: pd.DataFrame, n_boot: int = 2000, seed: int = 0, leve
         ev = pd.concat([ev[ev["variant"] != "hough"]]
                        + [label_free.assign(n_labelled=n) for n in sizes], ignore_index=True)  # fmt: skip
     models = fm.drop_duplicates("cell_id").set_index("cell_id")
+    groups = _groups(ev)  # one event matrix per fit group, shared by every pairing below
     out = []
     for cell, row in models.iterrows():
         for base in BASELINES:
@@ -209,7 +216,7 @@ def fm_comparisons(events: pd.DataFrame, n_boot: int = 2000, seed: int = 0, leve
             if base == "adapter_only":  # the random-init backbone of the FM cell's own size
                 cell_ids = [c for c in cell_ids if str(c).endswith(f"-{row.get('model')}")]
             for b_cell in cell_ids:
-                t = paired_table(ev, ("fm", str(cell)), (base, str(b_cell)), n_boot, seed, level)
+                t = _paired_rows(groups, ("fm", str(cell)), (base, str(b_cell)), n_boot, seed, level)
                 if len(t):
                     out.append(t.assign(b=base, model=row.get("model"), n_params=row.get("n_params")))
     if not out:

@@ -172,7 +172,7 @@ def _refresh_views(con: duckdb.DuckDBPyConnection, study_dir: Path) -> None:
         con.execute(
             f"CREATE OR REPLACE VIEW losses AS SELECT CAST(NULL AS VARCHAR) AS cell_id, {typed} LIMIT 0"
         )
-    evals = [p for pat in EVAL_GLOBS for p in sorted(root.glob(pat)) if _eval_readable(p)]
+    evals = [p for pat in EVAL_GLOBS for p in sorted(root.glob(pat)) if _readable(p, EVAL_COLUMNS)]
     if evals:
         con.execute(
             f"CREATE OR REPLACE VIEW evals AS SELECT {', '.join(EVAL_COLUMNS)} "
@@ -189,10 +189,6 @@ def _refresh_views(con: duckdb.DuckDBPyConnection, study_dir: Path) -> None:
         )
     else:
         con.execute("CREATE OR REPLACE VIEW runs AS SELECT CAST(NULL AS VARCHAR) AS cell_id LIMIT 0")
-
-
-def _eval_readable(path: Path) -> bool:
-    return _readable(path, EVAL_COLUMNS)
 
 
 def _readable(path: Path, columns: tuple[str, ...]) -> bool:
