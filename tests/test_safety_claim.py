@@ -93,6 +93,27 @@ def test_stale_heartbeat_and_dead_process_are_taken_over(tmp_path: Path, sleeper
         assert list(run_dir.glob("owner.lock.stale-*"))
 
 
+def test_killed_unreaped_owner_is_not_live(tmp_path: Path) -> None:
+    """A trainer killed with SIGKILL whose parent has not reaped it is a zombie: kill(pid, 0) still
+    succeeds, but it owns nothing, so ``status`` must not call its cell running (the cancelled
+    local cell whose worker the controller killed)."""
+    proc = subprocess.Popen(["sleep", "120"])
+    try:
+        _foreign_owner(tmp_path, proc.pid)
+        assert claim.live_owner(tmp_path) is not None
+        proc.kill()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(proc.pid, 0)  # the zombie still answers
+        assert claim.live_owner(tmp_path) is None
+        assert "is gone" in claim.stale_reason(claim.read_owner(tmp_path) or {})
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_live_foreign_owner_is_refused(tmp_path: Path, sleeper: object) -> None:
     _foreign_owner(tmp_path, sleeper.pid)  # type: ignore[attr-defined]
     with pytest.raises(claim.ClaimError, match="owned by job 9999"):

@@ -69,14 +69,21 @@ def read_owner(run_dir: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _pid_alive(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """The process exists and is not a zombie: a killed trainer whose parent has not reaped it yet
+    still answers ``kill(pid, 0)``, but owns nothing any more (its claim would otherwise look live
+    until the heartbeat goes stale)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): kill(pid, 0) is all there is
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def stale_reason(owner: dict[str, Any], job_id: str | None = None, now: float | None = None) -> str:
@@ -85,7 +92,7 @@ def stale_reason(owner: dict[str, Any], job_id: str | None = None, now: float | 
     age = now - float(owner.get("heartbeat", 0) or 0)
     if age > stale_after_s():
         return f"heartbeat {age:.0f} s old"
-    if owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", 0) or 0)):
+    if owner.get("host") == socket.gethostname() and not process_running(int(owner.get("pid", 0) or 0)):
         return f"process {owner.get('pid')} is gone"
     if job_id is not None and owner.get("job_id") == job_id and owner.get("pid") != os.getpid():
         return f"earlier attempt of job {job_id}"

@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from fm4npp.store.claim import process_running
+
 LOCAL_PREFIX = "local-"  # job ids of submitit's local executor: local-<pid of its controller>
 GONE = "GONE"  # not known to the scheduler (any more): finished long ago, or killed
 _ARRAY_RE = re.compile(r"^(?P<main>\d+)_\[(?P<ranges>[\d,\-]+)(%\d+)?\]$")
@@ -121,11 +123,10 @@ def slurm_infos(job_ids: list[str]) -> dict[str, JobInfo]:
 def _local_alive(pid: int) -> bool:
     """The pid is a live (not zombie) submitit local controller."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z" and b"submitit" in cmdline
+    return process_running(pid) and b"submitit" in cmdline
 
 
 def local_infos(job_ids: list[str], slots_dir: Path) -> dict[str, JobInfo]:
