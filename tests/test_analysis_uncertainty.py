@@ -88,6 +88,26 @@ def test_prediction_band_wider_than_confidence_band() -> None:
     assert plo[0] < clo[0] < fit.predict(N=n, D=d)[0] < chi[0] < phi[0]
 
 
+def test_single_seed_prediction_band_covers_runs_at_their_noise_level() -> None:
+    """Known law, one seed, log-normal noise σ = 0.05: the band's run term must be ≈ σ (residual mean
+    square over n − p), and 95% bands must cover about 95% of fresh runs; a median-based scale
+    collapses when the law fits several points almost exactly and covers less."""
+    from analysis.uncertainty import residual_variance
+
+    sigma, covered, total, scales = 0.05, 0, 0, []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        data = simulate(SURFACES["fm4npp"], Design(seeds=1), sigma=sigma, rng=rng)
+        fit = fit_law(data, check_order=False)
+        scales.append(np.sqrt(residual_variance(fit)))
+        fresh = simulate(SURFACES["fm4npp"], Design(seeds=1), sigma=sigma, rng=rng)
+        lo, hi = log_prediction_band(fit, {"N": fresh.N, "D": fresh.D}, prediction=True)
+        covered += int(((fresh.L >= lo) & (fresh.L <= hi)).sum())
+        total += len(fresh.L)
+    assert 0.85 * sigma < np.median(scales) < 1.2 * sigma  # measured 0.95σ (the median scale: 0.75σ)
+    assert covered / total > 0.9  # measured 0.95 (the median scale: 0.86)
+
+
 def test_cluster_resampling_moves_runs_together() -> None:
     cells = np.array([0, 0, 0, 0, 1, 1, 2, 2])
     runs = np.array([0, 0, 1, 1, 0, 1, 0, 0])  # cell 0: two runs with two checkpoints each
