@@ -127,9 +127,12 @@ LABEL_PANELS = (("tracking", "ari"), ("tracking", "efficiency"), ("pid", "accura
 _STYLE = {"fm": ("o", "-"), "random_embedding": ("s", "--"), "adapter_only": ("^", ":")}
 
 
-def label_efficiency(intervals: pd.DataFrame, n_params: dict[str, float] | None = None) -> Figure | None:
+def label_efficiency(
+    intervals: pd.DataFrame, n_params: dict[str, float] | None = None, floors: dict[str, float] | None = None
+) -> Figure | None:  # fmt: skip
     """Each task's headline metric vs labelled events (the data-efficiency curve, SPEC §10.4), every
-    learned variant with its 95% event-bootstrap interval, the label-free Hough finder as a band; from
+    learned variant with its 95% event-bootstrap interval, the label-free Hough finder as a band, and
+    per task in ``floors`` the accuracy of always predicting the commonest class (dotted); from
     :func:`analysis.downstream_stats.bootstrap_table`. None without two labelled-set sizes or no rows."""
     from analysis.downstream_stats import VARIANT_LABELS
 
@@ -161,6 +164,11 @@ def label_efficiency(intervals: pd.DataFrame, n_params: dict[str, float] | None 
             h = hough.iloc[0]
             ax.axhline(h["value"], color="0.3", lw=1, label="Hough (no labels)")
             ax.axhspan(h["lo"], h["hi"], color="0.3", alpha=0.12)
+        if metric == "accuracy" and task in (floors or {}):
+            floor = (floors or {})[task]
+            ax.axhline(floor, color="0.3", lw=1, ls=":")
+            ax.text(0.5, floor, "always the commonest class", transform=ax.get_yaxis_transform(), ha="center",
+                    fontsize=7, color="0.3", va="top")  # fmt: skip
         ax.set_xscale("log")
         sizes = sorted(int(n) for n in learned["n_labelled"].unique())
         ax.set_xticks(sizes, [str(n) for n in sizes])

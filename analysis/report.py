@@ -214,6 +214,14 @@ def _tasks(prepared: pd.DataFrame | None) -> list[str]:
     return ["tracking"] + [t for t in ("pid", "noise") if t in got]
 
 
+def _floors(prepared: pd.DataFrame | None) -> dict[str, float]:
+    """Per point task, the accuracy of always predicting the labelled set's commonest class."""
+    if prepared is None or prepared.empty:
+        return {}
+    rows = prepared[prepared["metric"] == "majority_accuracy"]
+    return {str(t): float(g["value"].mean()) for t, g in rows.groupby("task")}
+
+
 def _event_statistics(res: Analysis, events: pd.DataFrame) -> None:
     from analysis import plots_headline
     from analysis.downstream_stats import bootstrap_table, fm_comparisons
@@ -221,7 +229,7 @@ def _event_statistics(res: Analysis, events: pd.DataFrame) -> None:
     res.comparisons = fm_comparisons(events)
     res.event_intervals = bootstrap_table(events)
     sizes = events.dropna(subset=["n_params"]).drop_duplicates("cell_id").set_index("cell_id")["n_params"]
-    fig = plots_headline.label_efficiency(res.event_intervals, sizes.astype(float).to_dict())
+    fig = plots_headline.label_efficiency(res.event_intervals, sizes.astype(float).to_dict(), _floors(res.prepared))
     fm = res.prepared[res.prepared["variant"] == "fm"] if res.prepared is not None else events[events["variant"] == "fm"]
     if fig is not None and fm["n_params"].nunique() < 2:
         res.figures["headline_downstream"] = fig  # one evaluated size: the label curve says more than vs-N

@@ -147,7 +147,7 @@ def fm_vs_adapter(evals: pd.DataFrame | None, task: str = "tracking",
     if paired is not None and len(paired):
         got = _paired_verdict(paired, task, metric, s)
         if got is not None:
-            return got
+            return _with_majority(got, evals, task, metric)
     rows = evals[(evals["task"] == task) & (evals["metric"] == metric)].dropna(subset=["value"])
     fm = _top_d(rows[rows["variant"] == "fm"])
     ao = rows[rows["variant"] == "adapter_only"]
@@ -168,6 +168,28 @@ def fm_vs_adapter(evals: pd.DataFrame | None, task: str = "tracking",
     lo, hi = diff - 1.96 * se, diff + 1.96 * se
     iv = f"Δ = {g3(diff)} [{g3(lo)}, {g3(hi)}] (95%, seed spread, mean over sizes)"
     return Verdict(claim, _status(lo, hi), what, iv)
+
+
+def _with_majority(v: Verdict, evals: pd.DataFrame, task: str, metric: str) -> Verdict:
+    """Accuracy verdicts also name the majority-class floor (``majority_accuracy``) of the largest FM
+    size at the largest labelled-set size the frame holds (the report keeps only that one): a head at
+    that floor has learned nothing, whatever Δ says."""
+    if metric != "accuracy":
+        return v
+    rows = evals[(evals["task"] == task) & (evals["variant"] == "fm")]
+    if "n_params" in rows.columns and rows["n_params"].notna().any():  # the size the verdict compares
+        rows = rows[rows["n_params"] == rows["n_params"].max()]
+    if "n_labelled" in rows.columns and rows["n_labelled"].notna().any():
+        n = rows["n_labelled"].max()
+        rows = rows[rows["n_labelled"] == n]
+    floor = rows[rows["metric"] == "majority_accuracy"]
+    acc = rows[rows["metric"] == "accuracy"]
+    if floor.empty or acc.empty:
+        return v
+    where = f" with {int(n)} labelled events" if "n_labelled" in rows.columns and pd.notna(n) else ""
+    note = (f"; FM accuracy{where} {g3(float(acc['value'].mean()))} vs {g3(float(floor['value'].mean()))} "
+            "for always predicting the commonest class")  # fmt: skip
+    return Verdict(v.claim, v.status, v.evidence + note, v.interval)
 
 
 #: the baseline a paired verdict uses, first found first, and how the claim names it

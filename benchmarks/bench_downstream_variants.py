@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=4)
     ap.add_argument("--min-epochs", type=int, default=0)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--budget", choices=["epochs", "steps"], default="steps",
+                    help="steps: every label count trains the optimiser steps of the largest")
     ap.add_argument("--head-width", type=int, default=64)
     ap.add_argument("--n-queries", type=int, default=48)
     ap.add_argument("--batch-events", type=int, default=4)
@@ -67,7 +69,7 @@ def main() -> None:
     ev = EvalConfig(tasks=tuple(args.tasks), labelled_events=tuple(args.labelled), seeds=tuple(args.seeds),
                     epochs=args.epochs, patience=args.patience, min_epochs=args.min_epochs, lr=args.lr,
                     n_queries=args.n_queries, head_width=args.head_width, batch_events=args.batch_events,
-                    probe=not args.no_probe)  # fmt: skip
+                    budget=args.budget, probe=not args.no_probe)  # fmt: skip
     cfg = RunConfig(study="bench", cell_id="bench", model=args.models[-1], dataset="qd3", n_events=1600, seed=0,
                     data_dir=str(root / "data"), data=DataConfig(val_events=200, test_events=200),
                     train=TrainConfig(k_neighbours=8, threads=args.threads), eval=ev)  # fmt: skip

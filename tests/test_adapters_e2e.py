@@ -65,6 +65,11 @@ def test_evaluate_cell_writes_every_task(study: tuple[Path, RunConfig]) -> None:
         assert len(sel) == 4, (task, metric)
     acc = df[(df["task"] == "pid") & (df["metric"] == "accuracy")]["value"]
     assert ((acc >= 0) & (acc <= 1)).all()
+    # the majority-class floor beside each point-head fit, by hand from the labels
+    floor = df[df["metric"] == "majority_accuracy"]
+    assert set(floor["task"]) == {"pid", "noise"}
+    assert len(floor) == 8
+    assert ((floor["value"] > 0) & (floor["value"] <= 1)).all()
     ari = df[(df["task"] == "tracking") & (df["metric"] == "ari")]["value"]
     assert np.isfinite(ari).all()
     assert (ari <= 1).all()

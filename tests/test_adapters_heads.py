@@ -14,6 +14,7 @@ from fm4npp.model.adapters import (
     FeatureMixer,
     PointClassifier,
     TrackHead,
+    TrackOutput,
     adapter_for,
     decode_tracks,
 )
@@ -48,13 +49,15 @@ def test_mixer_starts_uniform_and_maps_to_head_width() -> None:
 
 def test_track_head_shapes_and_deep_supervision() -> None:
     feats, valid = _inputs()
-    head = TrackHead(S, D, n_queries=Q, n_layers=2, dim=C)
-    preds = head(feats, valid)
-    assert len(preds) == 3  # initial queries + one per decoder layer
-    for cls, masks in preds:
+    head = TrackHead(S, D, n_queries=Q, n_layers=2, dim=C, noise_output=True)
+    out = head(feats, valid)
+    assert len(out.sets) == 3  # initial queries + one per decoder layer
+    for cls, masks in out.sets:
         assert cls.shape == (B, Q, 2)
         assert masks.shape == (B, Q, L)
-    labels = decode_tracks(*preds[-1], valid)
+    assert out.noise_logits is not None and out.noise_logits.shape == (B, L, 2)
+    assert TrackHead(S, D, n_queries=Q, dim=C)(feats, valid).noise_logits is None  # compat mode
+    labels = decode_tracks(out, valid)
     assert labels.shape == (B, L)
     assert labels.dtype == torch.int64
     assert (labels[~valid] == -1).all()
@@ -71,11 +74,12 @@ def test_padding_does_not_change_valid_outputs(task: str) -> None:
     with torch.no_grad():
         a, b = model(feats, valid), model(other, valid)
     if task == "tracking":
-        (ca, ma), (cb, mb) = a[-1], b[-1]
+        (ca, ma), (cb, mb) = a.final, b.final
         assert torch.allclose(ca, cb, atol=1e-5)
         assert torch.allclose(
             ma[valid[:, None, :].expand_as(ma)], mb[valid[:, None, :].expand_as(mb)], atol=1e-4
         )
+        assert torch.allclose(a.noise_logits[valid], b.noise_logits[valid], atol=1e-5)
     else:
         assert a.shape == (B, L, 5 if task == "pid" else 2)
         assert torch.allclose(a[valid], b[valid], atol=1e-5)
@@ -129,8 +133,38 @@ def test_hungarian_matching_gives_the_obvious_assignment() -> None:
     cls, masks, targets, valid = _two_track_predictions()
     (rows, cols), = hungarian_match(cls, masks, targets, valid)  # fmt: skip
     assert dict(zip(rows.tolist(), cols.tolist(), strict=True)) == {0: 0, 2: 1}
-    labels = decode_tracks(cls, masks, valid)
+    labels = decode_tracks(TrackOutput([(cls, masks)]), valid)
     assert labels[0].tolist() == [0, 0, 0, 0, 2, 2, 2, 2, -1, -1]
+
+
+def test_noise_output_leaves_the_hits_it_calls_noise_unassigned() -> None:
+    """Fixed mode: a hit's scores are scaled by P(signal), so one threshold drops the hits the noise
+    output is sure about and keeps the others on their best query."""
+    cls, masks, _, valid = _two_track_predictions()
+    noise = torch.zeros(1, 10, 2)
+    noise[0, [1, 6], 1] = 8.0  # hits 1 and 6: noise with P ≈ 1
+    out = TrackOutput([(cls, masks)], noise)
+    assert decode_tracks(out, valid, threshold=0.1)[0].tolist() == [0, -1, 0, 0, 2, 2, -1, 2, -1, -1]
+    # without the noise output the same threshold keeps every valid hit
+    assert decode_tracks(TrackOutput([(cls, masks)]), valid, threshold=0.1)[0].tolist() == [
+        0, 0, 0, 0, 2, 2, 2, 2, -1, -1
+    ]  # fmt: skip
+
+
+def test_noise_output_is_trained_on_track_id_zero() -> None:
+    """The joint loss adds W_NOISE × cross-entropy of the noise output against track id 0 (valid hits
+    only): a confident right answer costs (almost) nothing more, a confident wrong one a lot."""
+    cls, masks, _, valid = _two_track_predictions()
+    track_id = torch.tensor([[5, 5, 0, 5, 9, 9, 0, 9, 0, 0]])
+    base = track_loss(TrackOutput([(cls, masks)]), track_id, valid)
+    right = torch.zeros(1, 10, 2)
+    right[0, :, 0] = 9.0
+    right[0, [2, 6], :] = torch.tensor([0.0, 9.0])
+    right[0, 8:] = torch.tensor([0.0, -50.0])  # padding: wrong and huge, must not count
+    wrong = right.flip(-1)
+    wrong[0, 8:] = right[0, 8:]
+    assert float(track_loss(TrackOutput([(cls, masks)], right), track_id, valid)) < float(base) + 0.01
+    assert float(track_loss(TrackOutput([(cls, masks)], wrong), track_id, valid)) > float(base) + 50
 
 
 def test_loss_is_small_for_the_right_answer_and_ignores_padding() -> None:
@@ -153,7 +187,7 @@ def test_event_without_instances_trains_towards_no_object() -> None:
     track_id = torch.zeros(1, 6, dtype=torch.long)  # noise only: no instance in fixed mode
     cls = torch.zeros(1, 4, 2, requires_grad=True)
     masks = torch.zeros(1, 4, 6, requires_grad=True)
-    loss = track_loss([(cls, masks)], track_id, valid, "fixed")
+    loss = track_loss(TrackOutput([(cls, masks)]), track_id, valid, "fixed")
     loss.backward()  # type: ignore[no-untyped-call]
     assert cls.grad is not None
     assert (cls.grad[..., NO_OBJECT] < 0).all()
@@ -177,7 +211,24 @@ def test_track_head_learns_a_toy_problem() -> None:
         opt.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
-    labels = decode_tracks(*head.eval()(feats, valid)[-1], valid).numpy()
+    labels = decode_tracks(head.eval()(feats, valid), valid).numpy()
     from sklearn.metrics import adjusted_rand_score
 
     assert np.mean([adjusted_rand_score(track_id[i].numpy(), labels[i]) for i in range(4)]) > 0.95
+
+
+def test_majority_accuracy_by_hand() -> None:
+    """The floor of a point head: the labelled set's commonest class, scored on the test hits."""
+    from fm4npp.train.downstream import majority_accuracy
+    from fm4npp.train.features import EventSet
+
+    def events(pid: list[int], noise: list[int]) -> EventSet:
+        n = len(pid)
+        return EventSet(event_ids=np.array([0]), offsets=np.array([0, n]), feats=torch.zeros(n, 1, 1),
+                        track_id=np.zeros(n, np.int64), pid=np.array(pid), noise=np.array(noise),
+                        particles=[{}])  # fmt: skip
+
+    train = events([1, 1, 4, 1, 0], [0, 0, 1, 0, 1])  # commonest: π (1) and signal (0)
+    test = events([1, 4, 4, 1], [1, 1, 1, 0])
+    assert majority_accuracy("pid", train, test) == 0.5
+    assert majority_accuracy("noise", train, test) == 0.25

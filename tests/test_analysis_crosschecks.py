@@ -116,6 +116,24 @@ def test_downstream_verdicts() -> None:
     assert verdicts.fm_vs_adapter(None).status == verdicts.INCONCLUSIVE
 
 
+def test_accuracy_verdict_names_the_majority_class_floor() -> None:
+    """A PID head at the accuracy of always predicting the commonest class learned nothing: the
+    verdict says so beside the paired Δ (the largest size, the most labels the frame holds)."""
+    rows = [{"task": "pid", "metric": m, "variant": "fm", "n_params": n, "n_labelled": k, "value": v, "seed": 0}
+            for n, k, m, v in [(5e4, 50, "accuracy", 0.545), (5e4, 50, "majority_accuracy", 0.546),
+                               (5e4, 200, "accuracy", 0.70), (5e4, 200, "majority_accuracy", 0.546),
+                               (5e3, 50, "accuracy", 0.90)]]  # fmt: skip
+    evals = pd.DataFrame(rows)
+    paired = pd.DataFrame({"task": "pid", "metric": "accuracy", "n_labelled": [50, 200], "model": "q3",
+                           "n_params": 5e4, "b": "random_embedding", "delta": [0.014, 0.02],
+                           "lo": [0.001, 0.01], "hi": [0.03, 0.03], "n_events": 200})  # fmt: skip
+    v = verdicts.fm_vs_adapter(evals, "pid", paired=paired)
+    assert v.status == verdicts.SUPPORTED
+    assert "FM accuracy with 200 labelled events 0.7 vs 0.546 for always predicting the commonest class" in v.evidence
+    no_floor = verdicts.fm_vs_adapter(evals[evals["metric"] == "accuracy"], "pid", paired=paired)
+    assert "commonest" not in no_floor.evidence
+
+
 def quickstart_cells(per_flop: float = 2e-15) -> pd.DataFrame:
     """q1–q3 × three D levels, planned node-hours exactly ``per_flop`` × ladder FLOPs (the oracle)."""
     rows = []

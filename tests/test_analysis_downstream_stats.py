@@ -123,3 +123,18 @@ def test_fm_comparisons_pair_each_fm_cell_with_its_baselines() -> None:
     assert np.allclose(ari["delta"], 0.85 - 0.45)
     assert (ari["n_params"].isin([5e3, 5e4])).all()
     assert fm_comparisons(pd.DataFrame()).empty
+
+
+def test_label_curve_draws_the_commonest_class_floor_on_accuracy_panels() -> None:
+    """The PID panel carries the accuracy of always predicting the commonest class as a dotted line;
+    the tracking panel has none (ARI has no such floor)."""
+    from analysis.plots_headline import label_efficiency
+
+    rows = [{"task": t, "metric": m, "variant": "fm", "cell_id": "c", "n_labelled": n, "value": v,
+             "lo": v - 0.01, "hi": v + 0.01}
+            for t, m in (("tracking", "ari"), ("pid", "accuracy")) for n, v in ((50, 0.5), (200, 0.6))]  # fmt: skip
+    fig = label_efficiency(pd.DataFrame(rows), floors={"pid": 0.528})
+    assert fig is not None
+    dotted = {ax.get_title(): [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+              for ax in fig.axes if ax.get_title()}  # fmt: skip
+    assert dotted == {"tracking: ari": [], "pid: accuracy": [0.528]}

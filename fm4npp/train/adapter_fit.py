@@ -152,7 +152,7 @@ def fit_adapter(
     """
     device = torch.device(device)
     torch.manual_seed(s.seed)
-    model = adapter_for(s.task, train.n_sets, train.d_model, s.n_queries, s.head_width).to(device)
+    model = adapter_for(s.task, train.n_sets, train.d_model, s.n_queries, s.head_width, s.mode).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     rng = np.random.default_rng(np.random.SeedSequence((s.seed, 0xADA)))
     steps_per_epoch = math.ceil(len(train) / s.batch_events)
@@ -210,8 +210,7 @@ def hit_scores(
     for i in range(0, len(order), batch_events):
         idx = order[i : i + batch_events]
         b = data.batch(idx, device)
-        cls, masks = model(b.feats, b.valid)[-1]
-        score, query = (t.cpu().numpy() for t in track_scores(cls, masks))
+        score, query = (t.cpu().numpy() for t in track_scores(model(b.feats, b.valid)))
         for j, e in enumerate(idx):
             n = data.n_hits[e]
             best[e], arg[e] = score[j, :n].astype(np.float64), query[j, :n].astype(np.int64)
@@ -249,8 +248,7 @@ def predict(
         idx = order[i : i + batch_events]
         b = data.batch(idx, device)
         if task == "tracking":
-            cls, masks = model(b.feats, b.valid)[-1]
-            labels_BL = decode_tracks(cls, masks, b.valid, threshold)
+            labels_BL = decode_tracks(model(b.feats, b.valid), b.valid, threshold)
         else:
             labels_BL = model(b.feats, b.valid).argmax(-1)
         labels = labels_BL.cpu().numpy()

@@ -192,6 +192,16 @@ def epoch_scale(cfg: RunConfig, n_train: int, subsets: dict[int, np.ndarray]) ->
     return max(len(ids) for ids in subsets.values()) / n_train
 
 
+def majority_accuracy(task: str, train: EventSet, test: EventSet) -> float:
+    """Test accuracy of always predicting ``train``'s most common class of ``task`` ('pid' or 'noise'):
+    the accuracy a head reaches without learning anything from the features."""
+    labels = train.pid if task == "pid" else train.noise
+    truth = test.pid if task == "pid" else test.noise
+    if not len(labels) or not len(truth):
+        return float("nan")
+    return float(np.mean(truth == np.bincount(labels).argmax()))
+
+
 def run_adapter_tables(cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[int, np.ndarray], cell_id: str,
                        variant: str, device: torch.device, head_width: int | None = None) -> Tables:  # fmt: skip
     """Fit and test every task × labelled size × adapter seed on cached features (same recipe for
@@ -206,6 +216,8 @@ def run_adapter_tables(cfg: RunConfig, sets: dict[str, EventSet], subsets: dict[
                 model, fit = fit_adapter(train, sets["val"], s, device)
                 preds = predict(task, model, sets["test"], ec.batch_events, device, fit.threshold)
                 metrics = task_metrics(task, sets["test"], preds, ec.min_hits)
+                if task != "tracking":  # the floor a classifier must beat: the labelled set's commonest class
+                    metrics["majority_accuracy"] = majority_accuracy(task, train, sets["test"])
                 metrics.update(best_epoch=fit.best_epoch, val_loss=fit.best_val_loss, epochs_run=fit.epochs_run,
                                train_time_s=fit.train_time_s, s_per_epoch=fit.s_per_epoch,
                                n_trainable=fit.n_trainable, steps=fit.steps, best_step=fit.best_step,

@@ -18,12 +18,16 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from fm4npp.model.adapters import NO_OBJECT, TRACK
+from fm4npp.model.adapters import NO_OBJECT, TRACK, TrackOutput
 
 # SPEC §8 ([Rb] loss.py): matching cost and loss weights.
 COST_CLASS, COST_DICE, COST_FOCAL = 0.5, 1.0, 30.0
 W_MATCHED_CE, W_UNMATCHED_CE, W_DICE, W_FOCAL = 0.5, 0.1, 1.0, 30.0
 FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
+# weight of the head's noise output (cross-entropy per valid hit, fixed mode): the set loss of a batch
+# is ≈ 50 (summed over queries and prediction sets) and the gradients are clipped to norm 1, so a
+# unit weight would leave the noise branch almost untrained (issue 11)
+W_NOISE = 10.0
 
 
 def instance_targets(
@@ -159,12 +163,17 @@ def set_loss(
 
 
 def track_loss(
-    preds: list[tuple[torch.Tensor, torch.Tensor]],
+    out: TrackOutput,
     track_id_BL: torch.Tensor,
     valid_BL: torch.Tensor,
     mode: str = "fixed",
 ) -> torch.Tensor:
     """Deep-supervised loss: :func:`set_loss` summed over every prediction set of the track head
-    (each set matched on its own)."""
+    (each set matched on its own), plus ``W_NOISE`` × the cross-entropy of the noise output over the
+    valid hits (target: track id 0) when the head has one."""
     targets = [instance_targets(track_id_BL[i], valid_BL[i], mode) for i in range(track_id_BL.shape[0])]
-    return torch.stack([set_loss(c, m, targets, valid_BL).total for c, m in preds]).sum()
+    total = torch.stack([set_loss(c, m, targets, valid_BL).total for c, m in out.sets]).sum()
+    if out.noise_logits is not None:
+        is_noise = (track_id_BL == 0).long()
+        total = total + W_NOISE * F.cross_entropy(out.noise_logits[valid_BL].float(), is_noise[valid_BL])
+    return total
