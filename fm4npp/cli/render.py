@@ -86,7 +86,7 @@ def table(
 
 
 def plan_table(plan: Plan) -> Table:
-    cols = ["cell", "model", "N", "events", "tokens", "LR", "batch [hits]", "C [FLOP]", "GPUs", "wall",
+    cols = ["cell", "model", "N", "events", "tokens", "LR", "warm-up", "batch [hits]", "C [FLOP]", "GPUs", "wall",
             "node-h", "fits QOS"]  # fmt: skip
     rows = [
         [
@@ -96,6 +96,7 @@ def plan_table(plan: Plan) -> Table:
             si(c.cost.events_seen),
             si(c.cost.n_hits),
             f"{c.run.train.lr:.3g}",
+            f"{c.run.train.warmup_fraction:.0%}",
             si(c.run.train.batch_events * c.run.data.hits_per_event),
             f"{c.cost.flops:.3g}",
             str(c.cost.gpus),
@@ -109,6 +110,7 @@ def plan_table(plan: Plan) -> Table:
     footer = [
         "total",
         f"{len(rows)} cells",
+        "",
         "",
         "",
         "",

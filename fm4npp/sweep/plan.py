@@ -70,6 +70,7 @@ class PlannedCell:
             "cost_source": c.cost_source,
             "bound": c.bound,
             "lr": self.run.train.lr,
+            "warmup_fraction": self.run.train.warmup_fraction,
             "batch_events": self.run.train.batch_events,
             "batch_hits": self.run.train.batch_events * self.run.data.hits_per_event,
             "recipe": self.recipe,
