@@ -2,7 +2,7 @@
 
 Codes: too_few_levels_N/D/C, collinear_design, single_seed, <param>_at_bound, not_converged,
 multimodal_objective, weakly_identified, ill_conditioned, order_dependent, lack_of_fit,
-slice_not_saturated, extrapolation_far, not_in_scaling_regime, estimator_disagreement (fit.py),
+larger_model_worse, more_data_worse, slice_not_saturated, extrapolation_far, not_in_scaling_regime, estimator_disagreement (fit.py),
 frontier_disagreement and wald_unreliable (uncertainty/report).
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
@@ -29,6 +30,10 @@ BASIN_SHARE_MIN = (
 SPREAD_MAX = 0.01  # exponent spread among starts within 1e-6 of the best: a flat ridge
 SPEARMAN_P = 0.01  # §4.3 lack_of_fit trend test
 ORDER_TOL = 1e-8  # §2.5 reversed-points refit
+# a larger N or D whose cell-mean loss is higher by more than this in log L (≈ 10 %), or by more than
+# three standard errors of the difference with replicates: no law decreasing in N and D has such a
+# point (the quickstart's q3 at 100 optimiser steps: +22 % over q2b, RESULTS §12.3)
+MONOTONE_TOL = 0.1
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,35 @@ def design_warnings(data: FitData, form: Form) -> list[FitWarning]:
             )
     if np.bincount(data.cell_ids()).max() < 2:
         out.append(FitWarning("single_seed", "no replicate runs: run-to-run variance is unknown"))
+    return out
+
+
+def non_monotone(data: FitData) -> list[FitWarning]:
+    """larger_model_worse / more_data_worse: cell means (over seeds) that rise from one N (D) level to the
+    next at the same D (N) beyond noise. Every joint law here falls in both; such a cell is an
+    optimisation result (LR, warm-up or steps short for that size), not a point on the law, and the
+    fit's exponents then describe the recipe as much as the model."""
+    cells = pd.DataFrame({"N": data.N, "D": data.D, "logL": np.log(data.L)})
+    means = cells.groupby(["N", "D"])["logL"].agg(["mean", "count"]).reset_index()
+    noise = seed_noise(data)
+    out = []
+    for code, axis, other in (("larger_model_worse", "N", "D"), ("more_data_worse", "D", "N")):
+        bad = []
+        for at, g in means.groupby(other):
+            g = g.sort_values(axis)
+            for (_, a), (_, b) in zip(g.iloc[:-1].iterrows(), g.iloc[1:].iterrows(), strict=True):
+                rise = b["mean"] - a["mean"]
+                tol = MONOTONE_TOL
+                if np.isfinite(noise) and noise > 0:
+                    tol = max(tol, 3 * noise * np.sqrt(1 / a["count"] + 1 / b["count"]))
+                if rise > tol:
+                    bad.append((rise, at, a, b))
+        if bad:
+            rise, at, a, b = max(bad, key=lambda t: t[0])
+            out.append(FitWarning(code, (
+                f"{len(bad)} step(s) up; worst at {other} = {at:.3g}: {axis} = {b[axis]:.3g} has loss "
+                f"{np.exp(b['mean']):.3g} against {np.exp(a['mean']):.3g} at {axis} = {a[axis]:.3g} "
+                f"(+{np.expm1(rise):.0%}); an under-trained cell, not a point on the law")))  # fmt: skip
     return out
 
 

@@ -272,6 +272,8 @@ def fit_law(
         diag["reversed_gap"] = abs(float(rev.fun) - fbest) / max(abs(fbest), 1e-300)
     warns += diagnostics.fit_warnings(law, best.x, bnds, diag, status)
     warns += diagnostics.design_warnings(used, law)
+    if law.k == 2:
+        warns += diagnostics.non_monotone(used)
     warns += diagnostics.conditioning(problem, best.x, diag)
     warns += diagnostics.lack_of_fit(used, problem.residuals(best.x), diag)
     warns += [FitWarning("not_in_scaling_regime", f"{c}: {why}") for c, why in full.exclusions]

@@ -25,7 +25,7 @@ from analysis.objective import robust_scale_factors
 
 __all__ = [
     "BootstrapResult", "ProfileInterval", "bootstrap", "compare_to", "covariance", "delta_interval",
-    "log_prediction_band", "profile_interval", "residual_variance", "resample_indices",
+    "log_prediction_band", "profile_interval", "resample_indices", "residual_variance",
 ]  # fmt: skip
 Array = NDArray[np.float64]
 LOG_SCALE = ("E", "A", "B", "K", "G", "N_opt", "D_opt", "ratio", "L_star")  # positive: intervals via log

@@ -55,7 +55,8 @@ def test_track_head_shapes_and_deep_supervision() -> None:
     for cls, masks in out.sets:
         assert cls.shape == (B, Q, 2)
         assert masks.shape == (B, Q, L)
-    assert out.noise_logits is not None and out.noise_logits.shape == (B, L, 2)
+    assert out.noise_logits is not None
+    assert out.noise_logits.shape == (B, L, 2)
     assert TrackHead(S, D, n_queries=Q, dim=C)(feats, valid).noise_logits is None  # compat mode
     labels = decode_tracks(out, valid)
     assert labels.shape == (B, L)

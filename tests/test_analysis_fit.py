@@ -194,3 +194,45 @@ def test_fit_result_serialises(epoch_data) -> None:
         + fit.params["A"] * 1e9 ** -fit.params["alpha"]
         + fit.params["B"] * 2e10 ** -fit.params["beta"]
     )
+
+
+def test_non_monotone_cells_are_named() -> None:
+    """Every joint law falls in N and D, so a cell that is worse than the next smaller N (or D) beyond
+    noise is an under-trained run (the quickstart's q3 at 100 steps). Noise-free data: no warning; one
+    cell raised by 60 %: named, with the level it is compared to; the same rise inside 3 standard errors
+    of replicate noise: not flagged."""
+    from dataclasses import replace
+
+    from analysis.diagnostics import non_monotone
+
+    design = Design(N=(1e4, 3e4, 1e5), D=(1e5, 1e6, 1e7), seeds=1)
+    data = simulate(SURFACES["fm4npp"], design, sigma=0.0)
+    assert non_monotone(data) == []
+    codes = fit_law(data, check_order=False).warning_codes
+    assert "larger_model_worse" not in codes
+    assert "more_data_worse" not in codes
+
+    # the largest N at the smallest D: 60 % above the law, above its smaller neighbour too
+    i = int(np.flatnonzero((data.N == 1e5) & (data.D == 1e5))[0])
+    bumped = replace(data, L=np.where(np.arange(len(data.L)) == i, data.L * 1.6, data.L))
+    assert data.L[i] * 1.6 > 1.15 * data.L[(data.N == 3e4) & (data.D == 1e5)][0]
+    warn = {w.code: w.detail for w in non_monotone(bumped)}
+    assert set(warn) == {"larger_model_worse"}
+    assert "at D = 1e+05: N = 1e+05" in warn["larger_model_worse"]
+    assert "larger_model_worse" in fit_law(bumped, check_order=False).warning_codes
+
+    # a larger D that came out worse
+    j = int(np.flatnonzero((data.N == 1e4) & (data.D == 1e7))[0])
+    worse = data.L[(data.N == 1e4) & (data.D == 1e6)][0] * 1.2
+    assert {w.code for w in non_monotone(replace(data, L=np.where(np.arange(len(data.L)) == j, worse, data.L)))} == {
+        "more_data_worse"
+    }
+
+    # replicates with σ = 0.2 in log L: a 15 % rise is within noise, a 3x rise is not
+    noisy = simulate(SURFACES["fm4npp"], Design(N=(1e4, 3e4), D=(1e5,), seeds=3), sigma=0.2,
+                     rng=np.random.default_rng(1))  # fmt: skip
+    flat = replace(noisy, L=np.exp(np.log(noisy.L) - np.log(noisy.L).mean()) * 0.1)  # no trend, noise only
+    small = replace(flat, L=np.where(flat.N == 3e4, flat.L * 1.15, flat.L))
+    big = replace(flat, L=np.where(flat.N == 3e4, flat.L * 3, flat.L))
+    assert non_monotone(small) == []
+    assert [w.code for w in non_monotone(big)] == ["larger_model_worse"]

@@ -122,4 +122,5 @@ def test_plan_table_shows_the_recipe(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "from the run recipe: lr_for_n" in out
     assert f"{recipe_for('q1').lr:.3g}" in out
-    assert "warm-up" in out and f"{recipe_for('q1').warmup_fraction:.0%}" in out
+    assert "warm-up" in out
+    assert f"{recipe_for('q1').warmup_fraction:.0%}" in out
