@@ -111,6 +111,10 @@ def power_law(
     else:
         status = SUPPORTED
         why = f"{sym} > 0 at 95%; doubling {axis} removes {100 * (1 - 2**-est):.0f}% of its loss term"
+    worse = "larger_model_worse" if axis == "N" else "more_data_worse"
+    if worse in codes:  # the exponent may stand, but some cells measure the recipe, not the model
+        what = "a larger size" if axis == "N" else "more data"
+        extra = (f"{extra}; " if extra else "") + f"{what} came out worse in some cells ({worse}, see the warnings)"
     return Verdict(claim, status, why + (f"; {extra}" if extra else ""), iv)
 
 

@@ -72,6 +72,11 @@ def test_power_law_verdicts() -> None:
     assert "+72%" in v.evidence
     ok = held.assign(pred=1.05, pred_lo=0.95, pred_hi=1.1, signed_rel_err=0.05)
     assert verdicts.power_law(_intervals(0.3, 0.2, 0.4), "N", holdout=ok).status == verdicts.SUPPORTED
+    # a cell where the larger size came out worse: the exponent stands, the evidence says which cells
+    worse = verdicts.power_law(_intervals(0.3, 0.2, 0.4), "N", ["larger_model_worse"])
+    assert worse.status == verdicts.SUPPORTED
+    assert "a larger size came out worse in some cells (larger_model_worse" in worse.evidence
+    assert "came out worse" not in verdicts.power_law(_intervals(0.3, 0.2, 0.4), "D", ["larger_model_worse"]).evidence
 
 
 def _evals(gap: float, seeds: int, slope: float = 0.05) -> pd.DataFrame:
