@@ -183,14 +183,15 @@ def _with_majority(v: Verdict, evals: pd.DataFrame, task: str, metric: str) -> V
     rows = evals[(evals["task"] == task) & (evals["variant"] == "fm")]
     if "n_params" in rows.columns and rows["n_params"].notna().any():  # the size the verdict compares
         rows = rows[rows["n_params"] == rows["n_params"].max()]
+    where = ""
     if "n_labelled" in rows.columns and rows["n_labelled"].notna().any():
         n = rows["n_labelled"].max()
         rows = rows[rows["n_labelled"] == n]
+        where = f" with {int(n)} labelled events"
     floor = rows[rows["metric"] == "majority_accuracy"]
     acc = rows[rows["metric"] == "accuracy"]
     if floor.empty or acc.empty:
         return v
-    where = f" with {int(n)} labelled events" if "n_labelled" in rows.columns and pd.notna(n) else ""
     note = (f"; FM accuracy{where} {g3(float(acc['value'].mean()))} vs {g3(float(floor['value'].mean()))} "
             "for always predicting the commonest class")  # fmt: skip
     return Verdict(v.claim, v.status, v.evidence + note, v.interval)
