@@ -164,8 +164,7 @@ def label_efficiency(
             h = hough.iloc[0]
             ax.axhline(h["value"], color="0.3", lw=1, label="Hough (no labels)")
             ax.axhspan(h["lo"], h["hi"], color="0.3", alpha=0.12)
-        if metric == "accuracy" and task in (floors or {}):
-            floor = (floors or {})[task]
+        if metric == "accuracy" and (floor := (floors or {}).get(task)) is not None:
             ax.axhline(floor, color="0.3", lw=1, ls=":")
             ax.text(0.5, floor, "always the commonest class", transform=ax.get_yaxis_transform(), ha="center",
                     fontsize=7, color="0.3", va="top")  # fmt: skip
